@@ -1,0 +1,2 @@
+//! Custody's formats and crypto. See `docs/FORMAT.md`.
+#![forbid(unsafe_code)]
