@@ -1,3 +1,11 @@
 #!/usr/bin/env bash
-echo "bench: not built yet (see issue 2)" >&2
-exit 1
+# `make bench`: every bench-*.sh in scripts/, in name order. Each prints its
+# figures beside a reference run on the same machine, in the same command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for b in scripts/bench-*.sh; do
+  [ -e "$b" ] || continue
+  echo "=== $(basename "$b" .sh) ==="
+  bash "$b"
+  echo
+done
