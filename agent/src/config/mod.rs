@@ -1,0 +1,253 @@
+//! The agent's configuration: `/etc/custody/agent.toml` plus drop-ins in
+//! `/etc/custody/agent.toml.d/*.toml` (merged in name order), or the file
+//! given with `--config` (and its own `.d/` drop-ins).
+//!
+//! Every table denies unknown fields. The file is loaded and validated once,
+//! at start ([`load`]); each way it can be wrong has its own [`ConfigError`]
+//! variant. Later parts of the agent (sandbox, roles, installer, client) read
+//! their own section and add fields here.
+
+mod load;
+mod validate;
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub use crate::keystore::config::{KeyStoreConfig, PinSource, Pkcs11Config, SoftConfig, TpmConfig};
+pub use load::{DEFAULT_CONFIG_PATH, load, load_str};
+
+/// The whole agent configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Where the server's private key lives.
+    pub keystore: KeyStoreConfig,
+    /// The coordinator this agent talks to (outbound only). Not needed by
+    /// `init`, `pubkey` and `selftest`.
+    #[serde(default)]
+    pub coordinator: Option<CoordinatorConfig>,
+    /// The agent's private state directory.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// Deploy-target settings.
+    #[serde(default)]
+    pub target: TargetConfig,
+    /// Process hardening.
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[coordinator]`: where to connect and how to recognise it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// Base URL, `https://host[:port][/prefix]`.
+    pub url: String,
+    /// SHA-256 fingerprint (64 hex digits, `:` separators allowed) of the CA
+    /// certificate the coordinator's TLS certificate must chain to.
+    pub ca_fingerprint: String,
+}
+
+/// `[state]`: the agent's private state (TPM key blobs, credentials).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Absolute path; created 0700 when missing.
+    #[serde(default = "default_state_dir")]
+    pub dir: PathBuf,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/custody")
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_state_dir(),
+        }
+    }
+}
+
+/// `[target]`: what a deploy may touch on this server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Absolute directories the administrator granted to the agent's user;
+    /// releases install only beneath these. Empty: this server is no target.
+    #[serde(default)]
+    pub install_roots: Vec<PathBuf>,
+}
+
+/// `[sandbox]`: process hardening.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Refuse to run when a part of the sandbox cannot be applied (kernel
+    /// without Landlock, seccomp refused …). `false` only for development.
+    #[serde(default = "default_true")]
+    pub require: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self { require: true }
+    }
+}
+
+/// `[log]`: logging (to stderr, which systemd sends to the journal).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// One of `error`, `warn`, `info`, `debug`, `trace`.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+fn default_level() -> String {
+    "info".to_owned()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: default_level(),
+        }
+    }
+}
+
+/// Why the configuration was refused. Each variant names the file or field.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A configuration file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The drop-in directory exists but could not be listed.
+    #[error("cannot list drop-in directory {path}: {source}")]
+    ReadDropIns {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file is not valid TOML.
+    #[error("{path} is not valid TOML: {}", one_line(source))]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        source: Box<toml::de::Error>,
+    },
+    /// A top-level section this agent does not know.
+    #[error("unknown section [{section}]")]
+    UnknownSection {
+        /// Its name.
+        section: String,
+    },
+    /// A section that must be present is missing.
+    #[error("missing section [{section}]")]
+    MissingSection {
+        /// Its name.
+        section: &'static str,
+    },
+    /// `[keystore] kind` is missing or not one of pkcs11, tpm, soft.
+    #[error("[keystore] kind must be \"pkcs11\", \"tpm\" or \"soft\" (got {kind:?})")]
+    UnknownKeyStoreKind {
+        /// What was given (empty when missing).
+        kind: String,
+    },
+    /// A field is unknown, missing or of the wrong type.
+    #[error("invalid configuration: {}", one_line(source))]
+    Schema {
+        /// serde's description (names the field).
+        source: Box<toml::de::Error>,
+    },
+    /// A path that must be absolute is not.
+    #[error("{field} must be an absolute path (got {path})")]
+    RelativePath {
+        /// The field.
+        field: String,
+        /// The value.
+        path: PathBuf,
+    },
+    /// An RSA key size this backend does not offer.
+    #[error("{field} must be 2048 or 3072 (got {bits})")]
+    KeyBits {
+        /// The field.
+        field: &'static str,
+        /// The value.
+        bits: u32,
+    },
+    /// `[keystore] sessions` is out of range.
+    #[error("[keystore] sessions must be between 1 and {max} (got {sessions})")]
+    Sessions {
+        /// The value.
+        sessions: usize,
+        /// The upper bound.
+        max: usize,
+    },
+    /// A label is empty or longer than PKCS#11 allows (32 bytes).
+    #[error("{field} must be 1 to 32 bytes (got {len})")]
+    Label {
+        /// The field.
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// A systemd credential name is empty or contains `/`.
+    #[error("credential name {name:?} must be a plain file name")]
+    CredentialName {
+        /// The value.
+        name: String,
+    },
+    /// The TCTI string names no TCTI this agent accepts.
+    #[error("[keystore] tcti must start with device:, swtpm:, mssim: or tabrmd (got {tcti:?})")]
+    Tcti {
+        /// The value.
+        tcti: String,
+    },
+    /// The TPM key name cannot be used as a file name.
+    #[error("[keystore] key_name {name:?} must be letters, digits, '-' or '_'")]
+    KeyName {
+        /// The value.
+        name: String,
+    },
+    /// The coordinator URL is not `https://host…`.
+    #[error("[coordinator] url must be https://host[:port][/path] (got {url:?})")]
+    CoordinatorUrl {
+        /// The value.
+        url: String,
+    },
+    /// The CA fingerprint is not 64 hex digits.
+    #[error("[coordinator] ca_fingerprint must be a SHA-256 fingerprint, 64 hex digits")]
+    CaFingerprint,
+    /// The log level is not one tracing knows.
+    #[error("[log] level must be error, warn, info, debug or trace (got {level:?})")]
+    LogLevel {
+        /// The value.
+        level: String,
+    },
+}
+
+/// toml's messages span several lines (with a source excerpt); the agent
+/// reports errors on one line.
+fn one_line(e: &impl std::fmt::Display) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,136 @@
+//! Checks a parsed [`AgentConfig`] once, at start, beyond what its types say.
+
+use std::path::Path;
+
+use super::{AgentConfig, ConfigError, CoordinatorConfig};
+use crate::keystore::config::{KeyStoreConfig, PinSource};
+
+/// Most PKCS#11 sessions a pool may hold.
+pub const MAX_SESSIONS: usize = 64;
+
+pub(super) fn validate(c: &AgentConfig) -> Result<(), ConfigError> {
+    keystore(&c.keystore)?;
+    if let Some(coord) = &c.coordinator {
+        coordinator(coord)?;
+    }
+    absolute("state.dir", &c.state.dir)?;
+    for root in &c.target.install_roots {
+        absolute("target.install_roots", root)?;
+    }
+    if !["error", "warn", "info", "debug", "trace"].contains(&c.log.level.as_str()) {
+        return Err(ConfigError::LogLevel {
+            level: c.log.level.clone(),
+        });
+    }
+    Ok(())
+}
+
+fn keystore(k: &KeyStoreConfig) -> Result<(), ConfigError> {
+    match k {
+        KeyStoreConfig::Pkcs11(p) => {
+            absolute("keystore.module", &p.module)?;
+            label("keystore.token_label", &p.token_label)?;
+            label("keystore.key_label", &p.key_label)?;
+            key_bits("keystore.key_bits", p.key_bits)?;
+            if p.sessions == 0 || p.sessions > MAX_SESSIONS {
+                return Err(ConfigError::Sessions {
+                    sessions: p.sessions,
+                    max: MAX_SESSIONS,
+                });
+            }
+            pin(&p.pin)
+        }
+        KeyStoreConfig::Tpm(t) => {
+            let known = ["device:", "swtpm:", "mssim:", "tabrmd"];
+            if !known.iter().any(|k| t.tcti.starts_with(k)) {
+                return Err(ConfigError::Tcti {
+                    tcti: t.tcti.clone(),
+                });
+            }
+            if let Some(bits) = t.key_bits {
+                key_bits("keystore.key_bits", bits)?;
+            }
+            let name_ok = !t.key_name.is_empty()
+                && t.key_name.len() <= 64
+                && t.key_name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !name_ok {
+                return Err(ConfigError::KeyName {
+                    name: t.key_name.clone(),
+                });
+            }
+            Ok(())
+        }
+        KeyStoreConfig::Soft(s) => {
+            if let Some(f) = &s.key_file {
+                absolute("keystore.key_file", f)?;
+            }
+            key_bits("keystore.key_bits", s.key_bits)
+        }
+    }
+}
+
+fn pin(p: &PinSource) -> Result<(), ConfigError> {
+    match p {
+        PinSource::File(path) => absolute("keystore.pin.file", path),
+        PinSource::Credential(name) => {
+            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                Err(ConfigError::CredentialName { name: name.clone() })
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+fn coordinator(c: &CoordinatorConfig) -> Result<(), ConfigError> {
+    let host = c.url.strip_prefix("https://").map(|rest| {
+        let end = rest.find('/').unwrap_or(rest.len());
+        &rest[..end]
+    });
+    let host_ok = host.is_some_and(|h| {
+        !h.is_empty()
+            && !h.starts_with(':')
+            && !h.contains('@')
+            && h.bytes().all(|b| b.is_ascii_graphic())
+    });
+    if !host_ok {
+        return Err(ConfigError::CoordinatorUrl { url: c.url.clone() });
+    }
+    let hex: String = c.ca_fingerprint.chars().filter(|&ch| ch != ':').collect();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ConfigError::CaFingerprint);
+    }
+    Ok(())
+}
+
+fn absolute(field: &str, path: &Path) -> Result<(), ConfigError> {
+    if path.is_absolute() {
+        Ok(())
+    } else {
+        Err(ConfigError::RelativePath {
+            field: field.to_owned(),
+            path: path.to_owned(),
+        })
+    }
+}
+
+fn label(field: &'static str, l: &str) -> Result<(), ConfigError> {
+    if l.is_empty() || l.len() > 32 {
+        Err(ConfigError::Label {
+            field,
+            len: l.len(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn key_bits(field: &'static str, bits: u32) -> Result<(), ConfigError> {
+    if bits == 2048 || bits == 3072 {
+        Ok(())
+    } else {
+        Err(ConfigError::KeyBits { field, bits })
+    }
+}
