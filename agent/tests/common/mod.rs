@@ -19,3 +19,54 @@ pub fn oaep_encrypt(public: &RsaPublicKey, hash: OaepHash, msg: &[u8]) -> Vec<u8
 pub fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
+
+/// SOFTHSM2_CONF is read once per process, at `C_Initialize`, and
+/// `std::env::set_var` is unsafe: so each PKCS#11 test runs its body in a
+/// child process of this same test binary, with the environment of its own
+/// SoftHSM2 set on the child. The parent test starts the token and calls
+/// this; the child test (`#[ignore]`d, so it never runs by itself) reads
+/// its parameters with [`child_env`].
+pub fn run_in_child(test: &str, hsm: &hsm_sim::SoftHsm) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            test,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SOFTHSM2_CONF", hsm.conf())
+        .env("CUSTODY_TEST_PKCS11_MODULE", hsm.module())
+        .env("CUSTODY_TEST_PKCS11_TOKEN", hsm.token_label())
+        .env("CUSTODY_TEST_PKCS11_PIN_FILE", hsm.pin_file())
+        .env("CUSTODY_TEST_PKCS11_DIR", hsm.dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "child {test} failed:\n{stdout}\n{stderr}"
+    );
+}
+
+/// The parameters [`run_in_child`] passes: (module, token label, PIN file,
+/// SoftHSM dir). `None` when the test was not started by its parent.
+pub fn child_env() -> Option<(String, String, String, String)> {
+    let v = |k| std::env::var(k).ok();
+    Some((
+        v("CUSTODY_TEST_PKCS11_MODULE")?,
+        v("CUSTODY_TEST_PKCS11_TOKEN")?,
+        v("CUSTODY_TEST_PKCS11_PIN_FILE")?,
+        v("CUSTODY_TEST_PKCS11_DIR")?,
+    ))
+}
+
+/// A `[keystore]` pkcs11 config for the child's token.
+pub fn pkcs11_config(bits: u32, sessions: usize) -> custody_agent::config::Pkcs11Config {
+    let (module, token, pin, _) = child_env().expect("run through its parent test");
+    toml::from_str(&format!(
+        "module = \"{module}\"\ntoken_label = \"{token}\"\npin = {{ file = \"{pin}\" }}\nkey_bits = {bits}\nsessions = {sessions}\n"
+    ))
+    .unwrap()
+}

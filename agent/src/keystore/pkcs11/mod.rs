@@ -7,7 +7,7 @@
 //! key takes. [`OpenedPkcs11::start`] turns the sessions into the pool that
 //! serves unwraps; PKCS#11 needs no thread of its own.
 
-mod decrypt;
+pub mod decrypt;
 pub mod key_management;
 mod mechanisms;
 mod session_pool;
