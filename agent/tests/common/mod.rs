@@ -27,21 +27,35 @@ pub fn thread_count() -> usize {
 /// this; the child test (`#[ignore]`d, so it never runs by itself) reads
 /// its parameters with [`child_env`].
 pub fn run_in_child(test: &str, hsm: &hsm_sim::SoftHsm) {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            test,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("SOFTHSM2_CONF", hsm.conf())
-        .env("CUSTODY_TEST_PKCS11_MODULE", hsm.module())
-        .env("CUSTODY_TEST_PKCS11_TOKEN", hsm.token_label())
-        .env("CUSTODY_TEST_PKCS11_PIN_FILE", hsm.pin_file())
-        .env("CUSTODY_TEST_PKCS11_DIR", hsm.dir())
-        .output()
-        .unwrap();
+    run_child(
+        test,
+        &[
+            ("SOFTHSM2_CONF", hsm.conf().into()),
+            ("CUSTODY_TEST_PKCS11_MODULE", hsm.module().into()),
+            ("CUSTODY_TEST_PKCS11_TOKEN", hsm.token_label().into()),
+            ("CUSTODY_TEST_PKCS11_PIN_FILE", hsm.pin_file().into()),
+            ("CUSTODY_TEST_PKCS11_DIR", hsm.dir().into()),
+        ],
+    );
+}
+
+/// Runs the `#[ignore]`d test `test` of this binary alone in a child
+/// process with `env` set, and asserts it passed. Also used where a test
+/// counts the process's threads, which other tests running in parallel
+/// would disturb.
+pub fn run_child(test: &str, env: &[(&str, std::ffi::OsString)]) {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        test,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -69,4 +83,12 @@ pub fn pkcs11_config(bits: u32, sessions: usize) -> custody_agent::config::Pkcs1
         "module = \"{module}\"\ntoken_label = \"{token}\"\npin = {{ file = \"{pin}\" }}\nkey_bits = {bits}\nsessions = {sessions}\n"
     ))
     .unwrap()
+}
+
+/// A `[keystore]` tpm config for `tpm`.
+pub fn tpm_config(tcti: &str, bits: Option<u32>) -> custody_agent::config::TpmConfig {
+    let bits = bits
+        .map(|b| format!("key_bits = {b}\n"))
+        .unwrap_or_default();
+    toml::from_str(&format!("tcti = \"{tcti}\"\n{bits}")).unwrap()
 }

@@ -15,7 +15,7 @@
 
 pub mod blobs;
 pub mod context;
-mod decrypt;
+pub mod decrypt;
 pub mod templates;
 mod worker;
 
