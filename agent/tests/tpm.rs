@@ -8,7 +8,7 @@ use std::process::Command;
 
 use custody_agent::keystore::tpm::blobs::KeyFiles;
 use custody_agent::keystore::tpm::{OpenedTpm, context};
-use custody_agent::keystore::{KeyStoreError, OpenedKeyStore};
+use custody_agent::keystore::{KeyStoreError, OpenedKeyStore, TpmOp};
 use custody_envelope::OaepHash;
 use hsm_sim::Swtpm;
 use rsa::traits::PublicKeyParts;
@@ -320,19 +320,19 @@ fn incomplete_or_corrupt_key_files_are_refused() {
     let files = KeyFiles::new(state.path(), "server-key");
     let auth = std::fs::read(&files.auth).unwrap();
 
-    // A wrong authValue: the TPM refuses to use the key at start.
+    // A wrong authValue: the TPM refuses the key's self-check at open.
     let mut wrong = auth.clone();
     wrong[0] ^= 1;
     std::fs::write(&files.auth, &wrong).unwrap();
-    let opened = OpenedTpm::open(&config, state.path()).unwrap();
-    let ks = OpenedKeyStore::Tpm(opened).start().unwrap();
-    let ct = common::oaep_encrypt(ks.public_key(), OaepHash::Sha256, b"x");
     assert!(matches!(
-        ks.unwrap(OaepHash::Sha256, &ct),
-        Err(KeyStoreError::Unwrap)
+        OpenedTpm::open(&config, state.path()),
+        Err(KeyStoreError::Tpm {
+            op: TpmOp::SelfCheck,
+            ..
+        })
     ));
-    drop(ks);
     std::fs::write(&files.auth, &auth).unwrap();
+    assert!(OpenedTpm::open(&config, state.path()).is_ok());
 
     // Missing one file: refused, never silently replaced.
     std::fs::remove_file(&files.private).unwrap();

@@ -46,6 +46,9 @@ pub enum TpmOp {
     ReadPublic,
     /// Starting an authorization session.
     StartSession,
+    /// Decrypting a probe with the loaded key (proves the authValue and the
+    /// key work before the agent goes on).
+    SelfCheck,
 }
 
 /// Why a keystore operation failed. Messages never carry a PIN, key bytes or

@@ -15,7 +15,10 @@ use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::key_bits::RsaKeyBits;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::AuthSession;
-use tss_esapi::structures::{Auth, CapabilityData, Public, SymmetricDefinition};
+use tss_esapi::structures::{
+    Auth, CapabilityData, Data, HashScheme, Public, PublicKeyRsa, RsaDecryptionScheme,
+    SymmetricDefinition,
+};
 use tss_esapi::tcti_ldr::TctiNameConf;
 
 use super::blobs::{AUTH_LEN, KeyBlobs};
@@ -175,6 +178,41 @@ pub fn load_key(
         .tr_set_auth(key.into(), blobs.auth.clone())
         .map_err(tpm_err(TpmOp::LoadKey))?;
     Ok(key)
+}
+
+/// Encrypts a random probe to `public` and has the TPM decrypt it with
+/// `key`: a wrong authValue or a key that does not match its public half
+/// shows up here, at start, rather than as unwrap failures later.
+pub fn self_check(
+    context: &mut Context,
+    session: AuthSession,
+    key: KeyHandle,
+    public: &RsaPublicKey,
+) -> Result<(), KeyStoreError> {
+    let mut probe = [0u8; 32];
+    rng::fill(&mut probe);
+    let failed = |reason| KeyStoreError::CorruptState {
+        path: std::path::PathBuf::from("<tpm key>"),
+        reason,
+    };
+    let ct = public
+        .encrypt(
+            &mut rng::OsRng,
+            rsa::Oaep::new::<rsa::sha2::Sha256>(),
+            &probe,
+        )
+        .map_err(|_| failed("cannot encrypt the probe"))?;
+    let ct = PublicKeyRsa::try_from(ct).map_err(tpm_err(TpmOp::SelfCheck))?;
+    let scheme = RsaDecryptionScheme::Oaep(HashScheme::new(HashingAlgorithm::Sha256));
+    let pt = context
+        .execute_with_session(Some(session), |ctx| {
+            ctx.rsa_decrypt(key, ct, scheme, Data::default())
+        })
+        .map_err(tpm_err(TpmOp::SelfCheck))?;
+    if pt.value() != probe {
+        return Err(failed("the key decrypts the probe wrongly"));
+    }
+    Ok(())
 }
 
 /// The RSA public key in a TPM public area.

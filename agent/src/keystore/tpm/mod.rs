@@ -63,9 +63,11 @@ impl OpenedTpm {
         };
         let key = context::load_key(&mut ctx, session, primary, &blobs)?;
         let public = context::rsa_public(&blobs.public)?;
+        let checked = context::self_check(&mut ctx, session, key, &public);
         let _ = ctx.flush_context(key.into());
         let _ = ctx.flush_context(primary.into());
         let _ = ctx.flush_context(tss_esapi::handles::SessionHandle::from(session).into());
+        checked?;
         Ok(Self {
             tcti: config.tcti.clone(),
             blobs,
