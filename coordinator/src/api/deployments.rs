@@ -1,0 +1,68 @@
+//! Deployments: create (deployer), list, show, log.
+
+use super::{ApiJson, json};
+use crate::auth::AuthUser;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::deployments as dstore;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use custody_proto::admin::Role;
+use custody_proto::apps::CreateDeployment;
+use serde::Deserialize;
+use std::sync::Arc;
+
+pub async fn create(
+    State(s): State<Arc<AppState>>,
+    AuthUser(u): AuthUser,
+    ApiJson(req): ApiJson<CreateDeployment>,
+) -> Result<Response> {
+    u.require(&[Role::Owner, Role::Deployer])?;
+    let mut tx = s.begin().await?;
+    let id = crate::deployments::create(&mut tx, &u.id, &req.app, &req.release, &req.environment)
+        .await?;
+    let d = dstore::get(&mut tx.c, &id)
+        .await?
+        .ok_or_else(|| Error::not_found("deployment"))?;
+    let v = dstore::public(&mut tx.c, &d).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+}
+
+pub async fn list(State(s): State<Arc<AppState>>, AuthUser(_u): AuthUser) -> Result<Response> {
+    let mut c = s.store.read.acquire().await.map_err(Error::db("acquire"))?;
+    let mut out = Vec::new();
+    for d in dstore::list(&mut c, 200).await? {
+        out.push(dstore::public(&mut c, &d).await?);
+    }
+    Ok(json(out))
+}
+
+pub async fn show(
+    State(s): State<Arc<AppState>>,
+    AuthUser(_u): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let mut c = s.store.read.acquire().await.map_err(Error::db("acquire"))?;
+    let d = dstore::get(&mut c, &id)
+        .await?
+        .ok_or_else(|| Error::not_found("deployment"))?;
+    Ok(json(dstore::public(&mut c, &d).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogQuery {
+    after: Option<i64>,
+}
+
+pub async fn log(
+    State(s): State<Arc<AppState>>,
+    AuthUser(_u): AuthUser,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response> {
+    Ok(json(
+        dstore::log(&s.store.read, &id, q.after.unwrap_or(0)).await?,
+    ))
+}

@@ -1,0 +1,212 @@
+//! Environments: create, list, add target servers, set variables (plain,
+//! or secret: wrapped to key managers and sealed under MK by one of them).
+
+use super::{ApiJson, json};
+use crate::auth::AuthUser;
+use crate::error::{Error, Result};
+use crate::jobspec::Spec;
+use crate::state::AppState;
+use crate::store::{apps, servers};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use custody_proto::admin::Role;
+use custody_proto::apps::{AddEnvironmentServer, CreateEnvironment, Environment, SetVariable};
+use custody_proto::servers::AgentRole;
+use serde_json::json as j;
+use sqlx::SqliteConnection;
+use std::sync::Arc;
+
+async fn view(c: &mut SqliteConnection, app: &str, env: &apps::EnvRow) -> Result<Environment> {
+    Ok(Environment {
+        id: env.id.clone(),
+        app: app.to_string(),
+        name: env.name.clone(),
+        servers: apps::env_servers(c, &env.id).await?,
+        variables: apps::env_vars(c, &env.id)
+            .await?
+            .iter()
+            .map(|v| v.public())
+            .collect(),
+    })
+}
+
+pub async fn create(
+    State(s): State<Arc<AppState>>,
+    AuthUser(u): AuthUser,
+    Path(app): Path<String>,
+    ApiJson(req): ApiJson<CreateEnvironment>,
+) -> Result<Response> {
+    u.require(&[Role::Owner])?;
+    custody_proto::ids::validate("environment name", &req.name)?;
+    let mut tx = s.begin().await?;
+    let a = apps::find_app(&mut *tx.c, &app)
+        .await?
+        .ok_or_else(|| Error::not_found("app"))?;
+    let env = apps::create_env(&mut tx.c, &a.id, &req.name).await?;
+    tx.audit(
+        &u.actor(),
+        "environment.create",
+        &format!("environment:{}", env.id),
+        "ok",
+        j!({"app": a.name, "name": env.name}),
+    )
+    .await?;
+    let v = view(&mut tx.c, &a.name, &env).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+}
+
+pub async fn list(
+    State(s): State<Arc<AppState>>,
+    AuthUser(_u): AuthUser,
+    Path(app): Path<String>,
+) -> Result<Response> {
+    let mut c = s.store.read.acquire().await.map_err(Error::db("acquire"))?;
+    let a = apps::find_app(&mut *c, &app)
+        .await?
+        .ok_or_else(|| Error::not_found("app"))?;
+    let mut out = Vec::new();
+    for e in apps::list_envs(&mut c, &a.id).await? {
+        out.push(view(&mut c, &a.name, &e).await?);
+    }
+    Ok(json(out))
+}
+
+pub async fn show(
+    State(s): State<Arc<AppState>>,
+    AuthUser(_u): AuthUser,
+    Path((app, env)): Path<(String, String)>,
+) -> Result<Response> {
+    let mut c = s.store.read.acquire().await.map_err(Error::db("acquire"))?;
+    let a = apps::find_app(&mut *c, &app)
+        .await?
+        .ok_or_else(|| Error::not_found("app"))?;
+    let e = apps::find_env(&mut c, &a.id, &env)
+        .await?
+        .ok_or_else(|| Error::not_found("environment"))?;
+    Ok(json(view(&mut c, &a.name, &e).await?))
+}
+
+pub async fn add_server(
+    State(s): State<Arc<AppState>>,
+    AuthUser(u): AuthUser,
+    Path((app, env)): Path<(String, String)>,
+    ApiJson(req): ApiJson<AddEnvironmentServer>,
+) -> Result<Response> {
+    u.require(&[Role::Owner])?;
+    let mut tx = s.begin().await?;
+    let a = apps::find_app(&mut *tx.c, &app)
+        .await?
+        .ok_or_else(|| Error::not_found("app"))?;
+    let e = apps::find_env(&mut tx.c, &a.id, &env)
+        .await?
+        .ok_or_else(|| Error::not_found("environment"))?;
+    let srv = servers::find(&mut *tx.c, &req.server)
+        .await?
+        .ok_or_else(|| Error::not_found("server"))?;
+    if !srv.roles.contains(&AgentRole::Target) {
+        return Err(Error::state(
+            "this agent did not offer the target role at enrollment",
+        ));
+    }
+    apps::add_env_server(&mut tx.c, &e.id, &srv.id).await?;
+    tx.audit(
+        &u.actor(),
+        "environment.add_server",
+        &format!("environment:{}", e.id),
+        "ok",
+        j!({"server": srv.id}),
+    )
+    .await?;
+    let v = view(&mut tx.c, &a.name, &e).await?;
+    tx.commit().await?;
+    Ok(json(v))
+}
+
+fn valid_var_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 128
+        && !n.as_bytes()[0].is_ascii_digit()
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+pub async fn set_variable(
+    State(s): State<Arc<AppState>>,
+    AuthUser(u): AuthUser,
+    Path((app, env, name)): Path<(String, String, String)>,
+    ApiJson(req): ApiJson<SetVariable>,
+) -> Result<Response> {
+    u.require(&[Role::Owner])?;
+    if !valid_var_name(&name) {
+        return Err(Error::invalid(
+            "variable names are letters, digits and '_', not starting with a digit",
+        ));
+    }
+    let mut tx = s.begin().await?;
+    let a = apps::find_app(&mut *tx.c, &app)
+        .await?
+        .ok_or_else(|| Error::not_found("app"))?;
+    let e = apps::find_env(&mut tx.c, &a.id, &env)
+        .await?
+        .ok_or_else(|| Error::not_found("environment"))?;
+    let object = format!("environment:{}", e.id);
+    match (req.value, req.wrapped) {
+        (Some(v), None) => {
+            if v.len() > 64 * 1024 {
+                return Err(Error::invalid("value is longer than 64 KiB"));
+            }
+            apps::put_var(&mut tx.c, &e.id, &name, Some(&v), None).await?;
+            tx.audit(
+                &u.actor(),
+                "variable.set",
+                &object,
+                "ok",
+                j!({"name": name, "secret": false}),
+            )
+            .await?;
+        }
+        (None, Some(wraps)) => {
+            let (mk, holders) = crate::releases::current_holders(&mut tx).await?;
+            let ids: Vec<&str> = holders.iter().map(|h| h.id.as_str()).collect();
+            if wraps.is_empty() {
+                return Err(Error::invalid("wrapped must hold at least one wrap"));
+            }
+            for w in &wraps {
+                if !ids.contains(&w.server_id.as_str()) {
+                    return Err(Error::invalid(format!(
+                        "{} is not a key manager holding the master key",
+                        w.server_id
+                    )));
+                }
+                crate::keys::check_jwe("wrapped value", &w.jwe)?;
+            }
+            let var = apps::put_var(&mut tx.c, &e.id, &name, None, Some(&mk)).await?;
+            for w in &wraps {
+                apps::put_var_wrap(&mut tx.c, &var, &w.server_id, &w.jwe).await?;
+            }
+            tx.audit(
+                &u.actor(),
+                "variable.set",
+                &object,
+                "ok",
+                j!({"name": name, "secret": true}),
+            )
+            .await?;
+            crate::routing::enqueue(
+                &mut tx,
+                Spec::SealSecretVariable { variable_id: var },
+                &u.actor(),
+            )
+            .await?;
+        }
+        _ => {
+            return Err(Error::invalid(
+                "give exactly one of value (plain) and wrapped (secret)",
+            ));
+        }
+    }
+    let v = view(&mut tx.c, &a.name, &e).await?;
+    tx.commit().await?;
+    Ok(json(v))
+}

@@ -1,0 +1,244 @@
+//! Starting a coordinator: open the state, spawn the background tasks,
+//! bind the API (TLS, or plain HTTP on loopback when configured) and the
+//! metrics listener; drain on shutdown.
+
+use crate::api;
+use crate::artifacts::LocalDirStore;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::presence::Presence;
+use crate::ratelimit::RateLimiter;
+use crate::state::AppState;
+use crate::store::Store;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower::ServiceExt;
+
+/// A running coordinator.
+pub struct Running {
+    /// API address actually bound.
+    pub addr: SocketAddr,
+    /// Metrics address actually bound.
+    pub metrics_addr: SocketAddr,
+    /// Shared state (tests inspect it).
+    pub state: Arc<AppState>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// A sender that starts the drain when set to true.
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Starts the drain and waits for the tasks (at most ~10 s).
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        self.wait().await;
+    }
+
+    /// Waits until the drain finished.
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+}
+
+async fn read_account(store: &Store) -> Result<String> {
+    sqlx::query_scalar::<_, String>("SELECT id FROM account LIMIT 1")
+        .fetch_optional(&store.read)
+        .await
+        .map_err(Error::db("read account"))?
+        .ok_or_else(|| {
+            Error::Internal(
+                "the state dir is not initialised; run `custody-coordinator init`".into(),
+            )
+        })
+}
+
+/// Opens the state and starts serving.
+pub async fn start(config: Config) -> Result<Running> {
+    let store = Store::open(&config.database_path()).await?;
+    let account = read_account(&store).await?;
+    let audit_key = crate::audit::load_or_create_key(&config.state_dir.join("audit.key"), false)?;
+    let artifacts = Arc::new(LocalDirStore::new(config.artifact_dir())?);
+    let presence = Presence::new((config.agents.liveness_window_seconds * 1000) as i64);
+    for s in crate::store::servers::list(&store.read).await? {
+        if let Some(t) = s.last_seen_at_ms {
+            presence.restore(&s.id, t);
+        }
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(Error::io("bind API listener"))?;
+    let addr = listener.local_addr().map_err(Error::io("API address"))?;
+    let metrics_listener = TcpListener::bind(config.metrics_listen)
+        .await
+        .map_err(Error::io("bind metrics listener"))?;
+    let metrics_addr = metrics_listener
+        .local_addr()
+        .map_err(Error::io("metrics address"))?;
+    let tls = if config.insecure_plain_http {
+        None
+    } else {
+        let (cert, key) = config.tls_files();
+        Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+            &cert, &key,
+        )?))
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let limiter = RateLimiter::new(
+        config.auth_rate_limit.max_failures,
+        Duration::from_secs(config.auth_rate_limit.window_seconds),
+    );
+    let state = Arc::new(AppState {
+        config,
+        store,
+        account,
+        audit_key,
+        artifacts,
+        presence,
+        metrics: Metrics::default(),
+        limiter,
+        public_url: public_url.trim_end_matches('/').to_string(),
+        shutdown: shutdown_rx,
+    });
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(crate::routing::sweeper(state.clone())));
+    tasks.push(tokio::spawn(flush_presence(state.clone())));
+    tasks.push(tokio::spawn(serve_api(
+        listener,
+        tls,
+        api::router(state.clone()),
+        state.shutdown.clone(),
+    )));
+    let mut mshut = state.shutdown.clone();
+    let metrics_app = api::metrics_router(state.clone());
+    tasks.push(tokio::spawn(async move {
+        let _ = axum::serve(metrics_listener, metrics_app)
+            .with_graceful_shutdown(async move {
+                let _ = mshut.wait_for(|v| *v).await;
+            })
+            .await;
+    }));
+    tracing::info!(%addr, %metrics_addr, "coordinator listening");
+    Ok(Running {
+        addr,
+        metrics_addr,
+        state,
+        shutdown: shutdown_tx,
+        tasks,
+    })
+}
+
+async fn flush_presence(state: Arc<AppState>) {
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let stop = tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => false,
+            _ = shutdown.changed() => true,
+        };
+        let seen = state.presence.snapshot();
+        if !seen.is_empty() {
+            let r = async {
+                let mut tx = state.begin().await?;
+                crate::store::servers::flush_last_seen(&mut tx.c, &seen).await?;
+                tx.commit().await
+            }
+            .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "flushing last-seen times failed");
+            }
+        }
+        if stop {
+            return;
+        }
+    }
+}
+
+async fn serve_api(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    router: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let (sock, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => { tracing::warn!(error = %e, "accept failed"); tokio::time::sleep(Duration::from_millis(50)).await; continue; }
+            },
+            _ = async { let _ = shutdown.wait_for(|v| *v).await; } => break,
+        };
+        let _ = sock.set_nodelay(true);
+        let router = router.clone();
+        let tls = tls.clone();
+        let conn_shutdown = shutdown.clone();
+        conns.spawn(async move {
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    router.clone().oneshot(req)
+                },
+            );
+            match tls {
+                Some(acceptor) => {
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock)).await
+                    else {
+                        return;
+                    };
+                    serve_conn(TokioIo::new(stream), svc, conn_shutdown).await;
+                }
+                None => serve_conn(TokioIo::new(sock), svc, conn_shutdown).await,
+            }
+        });
+        while conns.try_join_next().is_some() {}
+    }
+    let drain = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(8), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the drain period; closing");
+    }
+}
+
+async fn serve_conn<I, S>(io: I, svc: S, mut shutdown: watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = async { let _ = shutdown.wait_for(|v| *v).await; } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Shared state of a running coordinator, and [`Tx`]: the one way to
+//! change it (a write transaction that carries its audit entries, signs a
+//! checkpoint at commit and wakes the agents it queued work for).
+
+use crate::artifacts::ArtifactStore;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::presence::Presence;
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+use sqlx::{Sqlite, Transaction};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Everything a handler or a background task needs.
+pub struct AppState {
+    /// Validated configuration.
+    pub config: Config,
+    /// Database.
+    pub store: Store,
+    /// This coordinator's account id.
+    pub account: String,
+    /// Audit checkpoint signing key.
+    pub audit_key: ed25519_dalek::SigningKey,
+    /// Package storage.
+    pub artifacts: Arc<dyn ArtifactStore>,
+    /// Agent liveness and wake-ups.
+    pub presence: Presence,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// Failed-auth limiter.
+    pub limiter: RateLimiter,
+    /// Base URL agents reach us at (artifact URLs).
+    pub public_url: String,
+    /// Flips to true when shutdown starts.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Tx<'_>> {
+        Ok(Tx {
+            c: self.store.begin().await?,
+            state: self,
+            audited: false,
+            wake: Vec::new(),
+        })
+    }
+}
+
+/// A write transaction with its audit entries and wake-ups.
+pub struct Tx<'a> {
+    /// The database transaction (`&mut *tx.c` is a connection).
+    pub c: Transaction<'static, Sqlite>,
+    state: &'a AppState,
+    audited: bool,
+    wake: Vec<String>,
+}
+
+impl Tx<'_> {
+    /// Appends an audit entry in this transaction (must-log-or-fail: if it
+    /// cannot be written, the caller's action fails with it).
+    pub async fn audit(
+        &mut self,
+        actor: &str,
+        action: &str,
+        object: &str,
+        result: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        crate::audit::append(&mut self.c, actor, action, object, result, detail).await?;
+        self.audited = true;
+        Ok(())
+    }
+
+    /// Wakes `server_id`'s long poll after commit.
+    pub fn wake(&mut self, server_id: &str) {
+        self.wake.push(server_id.to_string());
+    }
+
+    /// The state this transaction belongs to.
+    pub fn state(&self) -> &AppState {
+        self.state
+    }
+
+    /// Signs a checkpoint if entries were added, commits, then wakes agents.
+    pub async fn commit(mut self) -> Result<()> {
+        if self.audited {
+            crate::audit::checkpoint(&mut self.c, &self.state.audit_key).await?;
+        }
+        self.c.commit().await.map_err(|e| {
+            if self.audited {
+                Error::Audit(format!("commit: {e}"))
+            } else {
+                Error::Db {
+                    op: "commit",
+                    source: e,
+                }
+            }
+        })?;
+        for s in &self.wake {
+            self.state.presence.wake(s);
+        }
+        Ok(())
+    }
+}
