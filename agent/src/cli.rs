@@ -26,5 +26,11 @@ pub enum Command {
     Pubkey,
     /// Wrap a random key to the server's public key and unwrap it through
     /// the keystore; print OK or the error.
-    Selftest,
+    Selftest {
+        /// Instead, open this wrapped JWE (compact serialization) through
+        /// the keystore, expecting the binding in its own header; prints
+        /// only whether it opened, never the key.
+        #[arg(long, value_name = "FILE")]
+        jwe: Option<std::path::PathBuf>,
+    },
 }

@@ -1,21 +1,43 @@
 //! Logging to stderr (the journal, under systemd), at the configured level.
 
+use std::io::IsTerminal;
+
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
 use crate::config::LogConfig;
+
+/// The configured level as a filter.
+pub fn level(config: &LogConfig) -> LevelFilter {
+    match config.level.as_str() {
+        "error" => LevelFilter::ERROR,
+        "warn" => LevelFilter::WARN,
+        "debug" => LevelFilter::DEBUG,
+        "trace" => LevelFilter::TRACE,
+        _ => LevelFilter::INFO,
+    }
+}
 
 /// Installs the global subscriber. `RUST_LOG` is not consulted: the level
 /// comes from the validated configuration only.
+///
+/// The hardware crates' own log records are silenced: `tss-esapi` logs an
+/// error for every failed TPM command — including every unwrap of a bad
+/// ciphertext, which an attacker chooses — and the agent's typed errors
+/// already say which operation failed.
 pub fn init(config: &LogConfig) {
-    let level = match config.level.as_str() {
-        "error" => tracing::Level::ERROR,
-        "warn" => tracing::Level::WARN,
-        "debug" => tracing::Level::DEBUG,
-        "trace" => tracing::Level::TRACE,
-        _ => tracing::Level::INFO,
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
+    let filter = Targets::new()
+        .with_default(level(config))
+        .with_target("tss_esapi", LevelFilter::OFF)
+        .with_target("cryptoki", LevelFilter::OFF);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
-        .without_time()
+        .without_time();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
         .try_init();
 }

@@ -13,6 +13,12 @@ use crate::config::ConfigError;
 use crate::keystore::{KeyStoreError, OpenedKeyStore};
 pub use selftest::selftest;
 
+/// The key's fingerprint as the coordinator knows it: the RFC 7638 JWK
+/// thumbprint (also the `kid` of every JWE wrapped to it).
+pub fn fingerprint(public: &RsaPublicKey) -> String {
+    custody_envelope::jwe::thumbprint(public)
+}
+
 /// Why a command failed. Its `Display` is one line.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -32,6 +38,20 @@ pub enum CommandError {
     /// Wrapping to the public key failed.
     #[error("selftest: wrapping to the public key failed: {0}")]
     Wrap(String),
+    /// The envelope was refused (malformed, wrong kid, binding …).
+    #[error("selftest: the envelope was refused: {0}")]
+    Envelope(#[source] custody_envelope::EnvelopeError),
+    /// The envelope did not open for another reason.
+    #[error("selftest: the envelope did not open: {0}")]
+    Open(String),
+    /// The `--jwe` file could not be read.
+    #[error("cannot read {path}: {source}")]
+    ReadJwe {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The public key could not be encoded.
     #[error("cannot encode the public key")]
     EncodePublicKey,
@@ -49,21 +69,9 @@ pub fn run(
     match command {
         Command::Init => init(&keystore, out),
         Command::Pubkey => pubkey(keystore.public_key(), out),
-        Command::Selftest => selftest(keystore, out),
+        Command::Selftest { jwe: None } => selftest(keystore, out),
+        Command::Selftest { jwe: Some(path) } => selftest::open_file(keystore, path, out),
     }
-}
-
-/// SHA-256 over the public key's DER SubjectPublicKeyInfo, hex, prefixed
-/// `sha256:`.
-pub fn fingerprint(public: &RsaPublicKey) -> Result<String, CommandError> {
-    use sha2::Digest;
-    let der = public
-        .to_public_key_der()
-        .map_err(|_| CommandError::EncodePublicKey)?;
-    Ok(format!(
-        "sha256:{}",
-        hex::encode(sha2::Sha256::digest(der.as_bytes()))
-    ))
 }
 
 /// `init`: the key now exists (open created it when needed); print what it is.
@@ -77,7 +85,7 @@ fn init(keystore: &OpenedKeyStore, out: &mut dyn Write) -> Result<(), CommandErr
     writeln!(
         out,
         "key {} rsa-{} oaep={}",
-        fingerprint(public)?,
+        fingerprint(public),
         rsa::traits::PublicKeyParts::size(public) * 8,
         hashes.join(",")
     )?;

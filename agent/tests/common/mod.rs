@@ -58,6 +58,7 @@ pub fn run_child(test: &str, env: &[(&str, std::ffi::OsString)]) {
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    print!("{stdout}");
     assert!(
         out.status.success() && stdout.contains("test result: ok. 1 passed"),
         "child {test} failed:\n{stdout}\n{stderr}"
