@@ -14,3 +14,4 @@ pub mod config;
 pub mod keystore;
 pub mod logging;
 pub mod rng;
+pub mod sandbox;
