@@ -80,6 +80,7 @@ fn child_round_trip_and_reload() {
     assert_eq!(rsa::traits::PublicKeyParts::size(&public), 256);
     let ks = opened.start().unwrap();
     assert_eq!(common::thread_count(), before, "PKCS#11 needs no thread");
+    assert_eq!(common::jwe_round_trip(&ks), OaepHash::Sha1);
 
     let msg = [7u8; 32];
     let ct = common::oaep_encrypt(&public, OaepHash::Sha1, &msg);

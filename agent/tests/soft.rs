@@ -38,6 +38,7 @@ fn creates_0600_key_and_reloads_the_same_key() {
 fn round_trips_both_hashes_and_refuses_garbage_and_other_keys() {
     let d = tempfile::tempdir().unwrap();
     let ks = SoftKeyStore::open(&config(d.path(), 2048), d.path()).unwrap();
+    assert_eq!(common::jwe_round_trip(&ks), OaepHash::Sha256);
     for hash in [OaepHash::Sha256, OaepHash::Sha1] {
         let ct = common::oaep_encrypt(ks.public_key(), hash, b"release key 32 bytes long.......");
         assert_eq!(

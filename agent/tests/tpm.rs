@@ -61,6 +61,7 @@ fn child_round_trip_threads_files_and_default_size() {
     assert_ne!(auth, vec![0u8; 32]);
 
     let ks = OpenedKeyStore::Tpm(opened).start().unwrap();
+    assert_eq!(common::jwe_round_trip(ks.as_ref()), OaepHash::Sha256);
     assert_eq!(
         common::thread_count(),
         before + 1,

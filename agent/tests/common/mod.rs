@@ -93,3 +93,35 @@ pub fn tpm_config(tcti: &str, bits: Option<u32>) -> custody_agent::config::TpmCo
         .unwrap_or_default();
     toml::from_str(&format!("tcti = \"{tcti}\"\n{bits}")).unwrap()
 }
+
+/// `custody-envelope` wraps a key to the keystore's public key (strongest
+/// common OAEP hash) and the keystore unwraps it through `open_wrapped`; a
+/// JWE bound to something else is refused before the keystore is asked.
+pub fn jwe_round_trip(ks: &dyn custody_agent::keystore::KeyStore) -> OaepHash {
+    use custody_envelope::jwe::{self, Binding, OpenError, Purpose};
+    let hash = OaepHash::best_common(ks.supported_hashes()).unwrap();
+    let binding = Binding {
+        purpose: Purpose::MasterKey,
+        account: "acme".to_owned(),
+        app: None,
+        release: None,
+        deployment: None,
+        name: None,
+    };
+    let key = custody_envelope::SymmetricKey::generate().unwrap();
+    let wrapped = jwe::wrap(ks.public_key(), hash, &binding, key.as_bytes()).unwrap();
+    let opened = jwe::open_wrapped(&wrapped, ks.public_key(), &binding, |h, ek| {
+        ks.unwrap(h, ek)
+    })
+    .unwrap();
+    assert_eq!(opened.as_slice(), key.as_bytes());
+    let other = Binding {
+        account: "other".to_owned(),
+        ..binding
+    };
+    let refused = jwe::open_wrapped(&wrapped, ks.public_key(), &other, |_, _| {
+        Err::<zeroize::Zeroizing<Vec<u8>>, _>(custody_agent::keystore::KeyStoreError::WorkerGone)
+    });
+    assert!(matches!(refused, Err(OpenError::Envelope(_))));
+    hash
+}
