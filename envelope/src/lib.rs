@@ -8,10 +8,12 @@
 
 pub mod canonical;
 pub mod chunked;
+pub mod descriptor;
 mod error;
 pub mod ident;
 pub mod jwe;
 mod key;
+pub mod keylist;
 pub mod oaep;
 pub mod package;
 pub mod rng;

@@ -7,6 +7,7 @@
 //! released, so a caller stages output (temp file) and publishes it only
 //! when the call returned `Ok` — the CLI and the agent do exactly that.
 
+mod buf;
 mod parallel;
 mod serial;
 

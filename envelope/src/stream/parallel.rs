@@ -6,13 +6,13 @@
 //!
 //! Memory is bounded: `2 × threads + 2` batch buffer pairs (≈ 2 MiB each).
 
+use super::buf::SecretBuf;
 use super::{BATCH_CHUNKS, read_full, write_all};
 use crate::EnvelopeError;
 use crate::chunked::{BodyKey, CHUNK_LEN, SEALED_CHUNK_LEN};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::sync::{Mutex, mpsc};
-use zeroize::Zeroizing;
 
 /// Which direction the driver runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +45,8 @@ pub fn default_threads() -> usize {
 /// A pair of reusable buffers; both zeroized on drop (one of them always
 /// holds plaintext).
 struct Buffers {
-    input: Zeroizing<Vec<u8>>,
-    output: Zeroizing<Vec<u8>>,
+    input: SecretBuf,
+    output: SecretBuf,
 }
 
 struct Job {
@@ -72,10 +72,14 @@ fn work(key: &BodyKey, op: Op, job: Job) -> Done {
         last,
         mut bufs,
     } = job;
-    let input = &bufs.input[..len];
+    let input = bufs.input.get(len);
     let result = match op {
-        Op::Seal => key.seal_run(first_chunk, input, &mut bufs.output, last),
-        Op::Open => key.open_run(first_chunk, input, &mut bufs.output, last),
+        Op::Seal => bufs
+            .output
+            .fill_verified(|out| key.seal_run(first_chunk, input, out, last)),
+        Op::Open => bufs
+            .output
+            .fill_verified(|out| key.open_run(first_chunk, input, out, last)),
     };
     Done {
         seq,
@@ -127,8 +131,8 @@ pub(super) fn run<R: Read, W: Write>(
 
         let mut free: Vec<Buffers> = (0..depth)
             .map(|_| Buffers {
-                input: Zeroizing::new(vec![0u8; in_batch]),
-                output: Zeroizing::new(vec![0u8; out_batch]),
+                input: SecretBuf::new(in_batch),
+                output: SecretBuf::new(out_batch),
             })
             .collect();
         let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
@@ -141,7 +145,7 @@ pub(super) fn run<R: Read, W: Write>(
             // Keep the workers fed.
             while !eof {
                 let Some(mut bufs) = free.pop() else { break };
-                let n = match read_full(input, &mut bufs.input) {
+                let n = match bufs.input.fill(|b| read_full(input, b)) {
                     Ok(n) => n,
                     Err(e) => break 'outer Err(e),
                 };
@@ -177,7 +181,7 @@ pub(super) fn run<R: Read, W: Write>(
             };
             match done.result {
                 Ok(w) => {
-                    if let Err(e) = write_all(output, &done.bufs.output[..w]) {
+                    if let Err(e) = write_all(output, done.bufs.output.get(w)) {
                         break Err(e);
                     }
                     plaintext_len += match op {
