@@ -153,7 +153,12 @@ pub(crate) fn drop_to(identity: &Identity) -> Result<(), SandboxError> {
         permitted: CapabilitySet::empty(),
         inheritable: CapabilitySet::empty(),
     };
-    set_capabilities(None, none).map_err(|e| SandboxError::credentials("capset", e))?;
+    // Skipped when already empty, so that a unit may deny `capset` (it is
+    // in systemd's @privileged group).
+    let now = capabilities(None).map_err(|e| SandboxError::credentials("capget", e))?;
+    if now != none {
+        set_capabilities(None, none).map_err(|e| SandboxError::credentials("capset", e))?;
+    }
     verify(identity)
 }
 

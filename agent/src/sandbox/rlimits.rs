@@ -7,6 +7,11 @@ use super::error::SandboxError;
 use super::plan::ResourceLimits;
 
 fn set(resource: Resource, name: &'static str, value: u64) -> Result<(), SandboxError> {
+    let before = getrlimit(resource);
+    if before.current == Some(value) && before.maximum == Some(value) {
+        // Already so (e.g. LimitCORE=0 in the unit): no system call needed.
+        return Ok(());
+    }
     setrlimit(
         resource,
         Rlimit {
