@@ -367,17 +367,19 @@ impl FakeAgent {
 }
 
 /// Keeps answering every job of these agents until dropped.
-pub struct Responder(tokio::task::JoinHandle<()>);
+pub struct Responder(Vec<tokio::task::JoinHandle<()>>);
 
 impl Drop for Responder {
     fn drop(&mut self) {
-        self.0.abort();
+        for t in &self.0 {
+            t.abort();
+        }
     }
 }
 
 pub fn respond(agents: Vec<FakeAgent>) -> Responder {
-    Responder(tokio::spawn(async move {
-        let tasks: Vec<_> = agents
+    Responder(
+        agents
             .into_iter()
             .map(|a| {
                 tokio::spawn(async move {
@@ -386,11 +388,8 @@ pub fn respond(agents: Vec<FakeAgent>) -> Responder {
                     }
                 })
             })
-            .collect();
-        for t in tasks {
-            let _ = t.await;
-        }
-    }))
+            .collect(),
+    )
 }
 
 /// Sets up two responding key managers and a master key. Returns their ids.
