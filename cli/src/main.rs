@@ -1,12 +1,21 @@
 //! `custody`: the command line for people and CI.
 use clap::{Parser, Subcommand};
 
+mod commands;
+mod config;
+mod output;
 mod package;
 
 /// custody: push, deploy, approve, servers, audit.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    /// Login file (default: $XDG_CONFIG_HOME/custody/config.toml).
+    #[arg(long, global = true, env = "CUSTODY_CONFIG")]
+    config: Option<std::path::PathBuf>,
+    /// Print listings as JSON.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -16,17 +25,41 @@ enum Command {
     /// Encrypt, decrypt and inspect package files offline.
     #[command(subcommand)]
     Package(package::PackageCmd),
+    /// Save the coordinator URL, its CA fingerprint and your token.
+    Login(commands::login::LoginArgs),
+    /// Manage users (owner).
+    #[command(subcommand)]
+    Users(commands::users::UsersCmd),
+    /// Create and revoke API tokens.
+    #[command(subcommand)]
+    Tokens(commands::tokens::TokensCmd),
+    /// Manage approver groups.
+    #[command(subcommand)]
+    Groups(commands::groups::GroupsCmd),
+    /// Enrolled servers, join tokens, key managers.
+    #[command(subcommand)]
+    Servers(commands::servers::ServersCmd),
+    /// Export and verify the audit log.
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCmd),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let ctx = commands::Ctx::new(cli.config, cli.json);
     let result = match cli.command {
         Command::Package(cmd) => package::run(cmd),
+        Command::Login(a) => ctx.block_on(commands::login::run(&ctx, a)),
+        Command::Users(c) => ctx.block_on(commands::users::run(&ctx, c)),
+        Command::Tokens(c) => ctx.block_on(commands::tokens::run(&ctx, c)),
+        Command::Groups(c) => ctx.block_on(commands::groups::run(&ctx, c)),
+        Command::Servers(c) => ctx.block_on(commands::servers::run(&ctx, c)),
+        Command::Audit(c) => ctx.block_on(commands::audit::run(&ctx, c)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("custody: {e:#}");
+            eprintln!("custody: {}", output::one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }

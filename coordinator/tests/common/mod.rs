@@ -14,10 +14,16 @@ use custody_proto::servers::{AgentRole, EnrollRequest, EnrollResponse, JoinToken
 use std::path::PathBuf;
 use std::time::Duration;
 
+const KEYS: [&str; 4] = [
+    include_str!("../data/key1.pub.pem"),
+    include_str!("../data/key2.pub.pem"),
+    include_str!("../data/key3.pub.pem"),
+    include_str!("../data/key4.pub.pem"),
+];
+
+/// One of four RSA-2048 public keys (SPKI PEM) made with openssl for tests.
 pub fn key_pem(i: usize) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("tests/data/key{}.pub.pem", (i % 4) + 1));
-    std::fs::read_to_string(p).unwrap()
+    KEYS[i % 4].to_string()
 }
 
 pub struct Harness {
