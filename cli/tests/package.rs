@@ -49,7 +49,11 @@ impl Fixture {
             os(&self.p("app.tar")),
             os(&self.p("app.pkg")),
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         self.p("app.pkg")
     }
     fn decrypt(&self, key: &str, pkg: &Path, dest: &str) -> Output {
@@ -66,7 +70,14 @@ impl Fixture {
     }
     /// Names in the directory other than the fixture's own files.
     fn leftovers(&self) -> Vec<String> {
-        let fixed = ["key.raw", "key.hex", "other.hex", "app.tar", "app.pkg", "bad.pkg"];
+        let fixed = [
+            "key.raw",
+            "key.hex",
+            "other.hex",
+            "app.tar",
+            "app.pkg",
+            "bad.pkg",
+        ];
         std::fs::read_dir(self.dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -80,7 +91,11 @@ fn assert_refused(out: &Output, fx: &Fixture, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim_end().lines().count(), 1, "one-line error: {err}");
     assert!(err.contains(needle), "{err}");
-    assert!(fx.leftovers().is_empty(), "left behind: {:?}", fx.leftovers());
+    assert!(
+        fx.leftovers().is_empty(),
+        "left behind: {:?}",
+        fx.leftovers()
+    );
 }
 
 #[test]
@@ -88,7 +103,11 @@ fn round_trip_and_inspect() {
     let fx = Fixture::new();
     let pkg = fx.encrypt();
     let out = fx.decrypt("key.hex", &pkg, "out.tar");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         std::fs::read(fx.p("out.tar")).unwrap(),
         std::fs::read(fx.p("app.tar")).unwrap()

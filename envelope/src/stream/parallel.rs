@@ -64,6 +64,38 @@ struct Done {
     bufs: Buffers,
 }
 
+impl Op {
+    fn apply(
+        self,
+        key: &BodyKey,
+        first_chunk: u64,
+        input: &[u8],
+        out: &mut SecretBuf,
+        last: bool,
+    ) -> Result<usize, EnvelopeError> {
+        match self {
+            Op::Seal => out.fill_verified(|o| key.seal_run(first_chunk, input, o, last)),
+            Op::Open => out.fill_verified(|o| key.open_run(first_chunk, input, o, last)),
+        }
+    }
+
+    fn plaintext_len(self, in_len: usize, out_len: usize) -> u64 {
+        match self {
+            Op::Seal => in_len as u64,
+            Op::Open => out_len as u64,
+        }
+    }
+}
+
+impl Buffers {
+    fn new(op: Op) -> Self {
+        Buffers {
+            input: SecretBuf::new(BATCH_CHUNKS * op.in_chunk()),
+            output: SecretBuf::new(BATCH_CHUNKS * op.out_chunk()),
+        }
+    }
+}
+
 fn work(key: &BodyKey, op: Op, job: Job) -> Done {
     let Job {
         seq,
@@ -72,15 +104,13 @@ fn work(key: &BodyKey, op: Op, job: Job) -> Done {
         last,
         mut bufs,
     } = job;
-    let input = bufs.input.get(len);
-    let result = match op {
-        Op::Seal => bufs
-            .output
-            .fill_verified(|out| key.seal_run(first_chunk, input, out, last)),
-        Op::Open => bufs
-            .output
-            .fill_verified(|out| key.open_run(first_chunk, input, out, last)),
-    };
+    let result = op.apply(
+        key,
+        first_chunk,
+        bufs.input.get(len),
+        &mut bufs.output,
+        last,
+    );
     Done {
         seq,
         in_len: len,
@@ -99,8 +129,16 @@ pub(super) fn run<R: Read, W: Write>(
 ) -> Result<u64, EnvelopeError> {
     let threads = threads.max(1);
     let in_batch = BATCH_CHUNKS * op.in_chunk();
-    let out_batch = BATCH_CHUNKS * op.out_chunk();
     let depth = 2 * threads + 2;
+
+    // A body that fits in one batch is done inline: no threads, one buffer pair.
+    let mut first = Buffers::new(op);
+    let n = first.input.fill(|b| read_full(input, b))?;
+    if n < in_batch {
+        let w = op.apply(key, 0, first.input.get(n), &mut first.output, true)?;
+        write_all(output, first.output.get(w))?;
+        return Ok(op.plaintext_len(n, w));
+    }
 
     let (job_tx, job_rx) = mpsc::channel::<Job>();
     let job_rx = Mutex::new(job_rx);
@@ -129,37 +167,49 @@ pub(super) fn run<R: Read, W: Write>(
         }
         drop(done_tx);
 
-        let mut free: Vec<Buffers> = (0..depth)
-            .map(|_| Buffers {
-                input: SecretBuf::new(in_batch),
-                output: SecretBuf::new(out_batch),
-            })
-            .collect();
+        let send = |job: Job| {
+            job_tx
+                .send(job)
+                .map_err(|_| EnvelopeError::Worker("worker threads exited"))
+        };
+        send(Job {
+            seq: 0,
+            first_chunk: 0,
+            len: n,
+            last: false,
+            bufs: first,
+        })?;
+        let mut allocated = 1;
+        let mut free: Vec<Buffers> = Vec::with_capacity(depth);
         let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
-        let (mut next_read, mut next_write) = (0u64, 0u64);
-        let mut chunk = 0u64;
+        let (mut next_read, mut next_write) = (1u64, 0u64);
+        let mut chunk = (n / op.in_chunk()) as u64;
         let mut eof = false;
         let mut plaintext_len = 0u64;
 
         let result = 'outer: loop {
-            // Keep the workers fed.
+            // Keep the workers fed, allocating buffers lazily up to `depth`.
             while !eof {
-                let Some(mut bufs) = free.pop() else { break };
+                let mut bufs = match free.pop() {
+                    Some(b) => b,
+                    None if allocated < depth => {
+                        allocated += 1;
+                        Buffers::new(op)
+                    }
+                    None => break,
+                };
                 let n = match bufs.input.fill(|b| read_full(input, b)) {
                     Ok(n) => n,
                     Err(e) => break 'outer Err(e),
                 };
                 let last = n < in_batch;
-                let job = Job {
+                send(Job {
                     seq: next_read,
                     first_chunk: chunk,
                     len: n,
                     last,
                     bufs,
-                };
-                if job_tx.send(job).is_err() {
-                    return Err(EnvelopeError::Worker("worker threads exited"));
-                }
+                })?;
                 chunk += (n / op.in_chunk()) as u64;
                 next_read += 1;
                 eof = last;
@@ -184,10 +234,7 @@ pub(super) fn run<R: Read, W: Write>(
                     if let Err(e) = write_all(output, done.bufs.output.get(w)) {
                         break Err(e);
                     }
-                    plaintext_len += match op {
-                        Op::Seal => done.in_len,
-                        Op::Open => w,
-                    } as u64;
+                    plaintext_len += op.plaintext_len(done.in_len, w);
                 }
                 Err(e) => break Err(e),
             }
