@@ -342,8 +342,9 @@ pub fn seal(
     seal_with_salt(input_key, &salt, context, plaintext)
 }
 
-/// Decrypts a whole message: commitment first, then every chunk; returns
-/// plaintext only if everything verified.
+/// Decrypts a whole message: commitment first, then the final chunk (which
+/// authenticates the length), then every other chunk; returns plaintext
+/// only if everything verified.
 pub fn open(
     input_key: &SymmetricKey,
     context: &[u8],
@@ -360,7 +361,13 @@ pub fn open(
         return Err(EnvelopeError::Truncated);
     }
     let mut out = Zeroizing::new(vec![0u8; full * CHUNK_LEN + rem - TAG_LEN]);
-    key.open_run(0, chunks, &mut out, true)?;
+    // Authenticate the length first (the final chunk at its index), so a
+    // truncated or extended body is refused before anything else is
+    // decrypted; then the full chunks. `out` is zeroized if either fails.
+    let (sealed_full, sealed_last) = chunks.split_at(full * SEALED_CHUNK_LEN);
+    let (plain_full, plain_last) = out.split_at_mut(full * CHUNK_LEN);
+    key.open_chunk(full as u64, sealed_last, plain_last)?;
+    key.open_run(0, sealed_full, plain_full, false)?;
     Ok(out)
 }
 

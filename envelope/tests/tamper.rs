@@ -54,18 +54,33 @@ fn fixture_is_three_chunks_and_opens() {
 #[test]
 fn every_truncation_is_refused() {
     let (key, _, pkg) = fixture();
+    let (_, body_at) = package::parse_lead(&pkg).unwrap();
+    // Whole-buffer path: every length (it authenticates the final chunk
+    // first, so each refusal is cheap).
+    for len in 0..pkg.len() {
+        let e = package::decrypt(&key, &pkg[..len]).expect_err("truncation accepted");
+        assert!(typed(&e), "truncated to {len}: {e:?}");
+    }
+    // Streaming path (writes to a destination): typed error and nothing
+    // written, for the lengths `stream_lengths` picks.
+    let (lens, exhaustive) = stream_lengths(&key, &pkg, body_at);
+    println!(
+        "streamed {} of {} truncation lengths (exhaustive: {exhaustive})",
+        lens.len(),
+        pkg.len()
+    );
     let workers = 2;
     std::thread::scope(|s| {
         for w in 0..workers {
-            let (key, pkg) = (&key, &pkg);
+            let (key, pkg, lens) = (&key, &pkg, &lens);
             s.spawn(move || {
-                for len in (w..pkg.len()).step_by(workers) {
+                for &len in lens.iter().skip(w).step_by(workers) {
                     check_refused(key, &pkg[..len], &format!("truncated to {len}"));
                 }
             });
         }
     });
-    // Extension: one more byte, and a whole extra chunk's worth.
+    // Extension: one more byte, and the final chunk appended again.
     let mut longer = pkg.clone();
     longer.push(0);
     check_refused(&key, &longer, "one trailing byte");
@@ -74,35 +89,64 @@ fn every_truncation_is_refused() {
     check_refused(&key, &spliced, "final chunk appended twice");
 }
 
-/// Which bits to flip. Every bit of the file when this build decrypts fast
-/// enough (optimized, e.g. `cargo test --release`, or with the dev-profile
-/// opt-level override for this crate) to stay under about a minute; in an
-/// unoptimized build, where aes-gcm's generic code runs ~100x slower,
-/// every bit of the lead, header, salt, commitment, every chunk's first
-/// 32 and last 48 bytes (tags and boundaries), the final chunk, and one
-/// byte in 61 elsewhere. The test prints which it did.
-fn bits_to_flip(key: &SymmetricKey, pkg: &[u8], body_at: usize) -> (Vec<usize>, bool) {
-    let mut probe = pkg.to_vec();
-    let last = probe.len() - 1;
-    probe[last] ^= 1;
+/// Seconds a test may spend on one exhaustive sweep before it samples.
+const BUDGET_SECS: u64 = 20;
+
+/// Bytes whose damage (or truncation point) exercises a boundary: the
+/// lead, header, salt and commitment, each chunk's first 32 and last 48
+/// bytes (tags and boundaries), the final chunk — plus one byte in 61.
+fn interesting(i: usize, body_at: usize) -> bool {
+    let c0 = body_at + 56;
+    if i < c0 || i >= c0 + 2 * 16400 {
+        return true;
+    }
+    let off = (i - c0) % 16400;
+    !(32..16400 - 48).contains(&off) || i.is_multiple_of(61)
+}
+
+/// Mean time of `f` over a few runs.
+fn time_of(mut f: impl FnMut()) -> std::time::Duration {
     let t = std::time::Instant::now();
     for _ in 0..5 {
-        assert!(package::decrypt(key, &probe).is_err());
+        f();
     }
-    let per_flip = t.elapsed() / 5;
+    t.elapsed() / 5
+}
+
+/// Every truncation length when this build decrypts fast enough (an
+/// optimized build: `cargo test --release`, or the dev-profile opt-level
+/// override for this crate); in an unoptimized build, where aes-gcm's
+/// generic code runs ~100x slower, the `interesting` lengths.
+fn stream_lengths(key: &SymmetricKey, pkg: &[u8], body_at: usize) -> (Vec<usize>, bool) {
+    let per = time_of(|| {
+        let mut sink = Vec::new();
+        assert!(stream::decrypt_stream(key, &pkg[..pkg.len() - 30], &mut sink).is_err());
+    });
+    if per * (pkg.len() as u32) / 2 < std::time::Duration::from_secs(BUDGET_SECS) {
+        return ((0..pkg.len()).collect(), true);
+    }
+    (
+        (0..pkg.len())
+            .filter(|&i| interesting(i, body_at))
+            .collect(),
+        false,
+    )
+}
+
+/// Which bits to flip: every bit of the file when this build decrypts fast
+/// enough (see [`stream_lengths`]), else every bit of the `interesting`
+/// bytes. The test prints which it did.
+fn bits_to_flip(key: &SymmetricKey, pkg: &[u8], body_at: usize) -> (Vec<usize>, bool) {
+    // Worst case: a flip in the second full chunk (final and first chunk
+    // decrypt before the damage is found).
+    let mut probe = pkg.to_vec();
+    probe[body_at + 56 + 16400 + 100] ^= 1;
+    let per = time_of(|| assert!(package::decrypt(key, &probe).is_err()));
     let bits = pkg.len() * 8;
-    if per_flip * (bits as u32) / 2 < std::time::Duration::from_secs(60) {
+    if per * (bits as u32) / 2 < std::time::Duration::from_secs(BUDGET_SECS) {
         return ((0..bits).collect(), true);
     }
-    let c0 = body_at + 56;
-    let critical = |i: usize| {
-        if i < c0 || i >= c0 + 2 * 16400 {
-            return true;
-        }
-        let off = (i - c0) % 16400;
-        !(32..16400 - 48).contains(&off)
-    };
-    let bytes = (0..pkg.len()).filter(|&i| critical(i) || i % 61 == 0);
+    let bytes = (0..pkg.len()).filter(|&i| interesting(i, body_at));
     (
         bytes.flat_map(|i| (0..8).map(move |b| i * 8 + b)).collect(),
         false,
