@@ -5,10 +5,11 @@
 //! for the claiming key manager `k`) is built at hand-out, so a failover to
 //! another key manager sends that one's own wraps.
 
+use crate::envelopes::{self, Expect, Kind};
 use crate::error::{Error, Result};
-use crate::keys::check_jwe;
 use crate::state::Tx;
 use crate::store::{apps, deployments as dstore, servers};
+use custody_envelope::jwe::Purpose;
 use custody_proto::jobs::{
     ArtifactLocation, JobKind, JobOutput, JobPayload, PlainVariable, SealedVariable,
     WrappedMasterKey,
@@ -347,9 +348,6 @@ pub async fn apply(tx: &mut Tx<'_>, spec: &Spec, by: &str, output: JobOutput) ->
             if &got != master_key_id {
                 return Err(Error::invalid("master_key_id does not match the job"));
             }
-            for w in &wrapped {
-                check_jwe("wrapped master key", &w.jwe)?;
-            }
             crate::masterkey::on_created(tx, master_key_id, &wrapped, by).await
         }
         (
@@ -362,22 +360,51 @@ pub async fn apply(tx: &mut Tx<'_>, spec: &Spec, by: &str, output: JobOutput) ->
             if &wrapped.server_id != newcomer {
                 return Err(Error::invalid("the wrap is not for the job's newcomer"));
             }
-            check_jwe("wrapped master key", &wrapped.jwe)?;
+            let fp = server_key(tx, newcomer).await?.fingerprint;
+            let account = tx.state().account.clone();
+            envelopes::check(
+                &wrapped.jwe,
+                &account,
+                Expect::new("wrapped master key", Purpose::MasterKey, Kind::WrapTo).kid(&fp),
+            )?;
             crate::masterkey::on_shared(tx, master_key_id, newcomer, &wrapped.jwe).await
         }
         (
             Spec::RewrapReleaseKey { release_id },
             JobOutput::RewrapReleaseKey { sealed_release_key },
         ) => {
-            check_jwe("sealed release key", &sealed_release_key)?;
+            let r = release(tx, release_id).await?;
+            let mk = r.public.master_key_id.clone().unwrap_or_default();
+            envelopes::check(
+                &sealed_release_key,
+                &tx.state().account,
+                Expect::new("sealed release key", Purpose::ReleaseKey, Kind::Sealed)
+                    .kid(&mk)
+                    .app(&r.public.app)
+                    .release(release_id),
+            )?;
             crate::releases::on_sealed(tx, release_id, &sealed_release_key).await
         }
         (
             Spec::SealSecretVariable { variable_id },
             JobOutput::SealSecretVariable { sealed_value },
         ) => {
-            check_jwe("sealed value", &sealed_value)?;
-            if apps::get_var(&mut tx.c, variable_id).await?.is_some() {
+            if let Some(v) = apps::get_var(&mut tx.c, variable_id).await? {
+                let env = apps::get_env(&mut tx.c, &v.environment_id)
+                    .await?
+                    .ok_or_else(|| Error::state("the environment is gone"))?;
+                let app = apps::find_app(&mut *tx.c, &env.app_id)
+                    .await?
+                    .ok_or_else(|| Error::state("the app is gone"))?;
+                let mk = v.master_key_id.clone().unwrap_or_default();
+                envelopes::check(
+                    &sealed_value,
+                    &tx.state().account,
+                    Expect::new("sealed value", Purpose::SecretVar, Kind::Sealed)
+                        .kid(&mk)
+                        .app(&app.name)
+                        .name(&v.name),
+                )?;
                 apps::set_var_sealed(&mut tx.c, variable_id, Some(&sealed_value)).await?;
             }
             Ok(())
@@ -389,8 +416,22 @@ pub async fn apply(tx: &mut Tx<'_>, spec: &Spec, by: &str, output: JobOutput) ->
                 sealed_deploy_key,
             },
         ) => {
-            check_jwe("sealed key list", &sealed_keylist)?;
-            check_jwe("sealed deploy key", &sealed_deploy_key)?;
+            let d = deployment(tx, deployment_id).await?;
+            let mk = master_key_of_release(tx, &d.release_id).await?;
+            let account = tx.state().account.clone();
+            envelopes::check(
+                &sealed_keylist,
+                &account,
+                Expect::new("sealed key list", Purpose::KeyList, Kind::Sealed)
+                    .deployment(deployment_id),
+            )?;
+            envelopes::check(
+                &sealed_deploy_key,
+                &account,
+                Expect::new("sealed deploy key", Purpose::DeployKey, Kind::Sealed)
+                    .kid(&mk)
+                    .deployment(deployment_id),
+            )?;
             crate::deployments::on_prepared(tx, deployment_id, &sealed_keylist, &sealed_deploy_key)
                 .await
         }
@@ -401,7 +442,15 @@ pub async fn apply(tx: &mut Tx<'_>, spec: &Spec, by: &str, output: JobOutput) ->
             },
             JobOutput::WrapDeployKey { wrapped_deploy_key },
         ) => {
-            check_jwe("wrapped deploy key", &wrapped_deploy_key)?;
+            let fp = server_key(tx, target).await?.fingerprint;
+            let account = tx.state().account.clone();
+            envelopes::check(
+                &wrapped_deploy_key,
+                &account,
+                Expect::new("wrapped deploy key", Purpose::DeployKey, Kind::WrapTo)
+                    .kid(&fp)
+                    .deployment(deployment_id),
+            )?;
             crate::deployments::on_wrapped(tx, deployment_id, target, &wrapped_deploy_key).await
         }
         (

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod deployments;
+pub mod envelopes;
 pub mod error;
 pub mod init;
 pub mod jobspec;

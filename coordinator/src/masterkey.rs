@@ -62,23 +62,30 @@ pub async fn on_created(tx: &mut Tx<'_>, mk: &str, wrapped: &[WrappedKey], by: &
     if current.as_ref().map(|m| (m.id.as_str(), m.state.as_str())) != Some((mk, "creating")) {
         return Err(Error::state("this master key is no longer being created"));
     }
-    let kms: Vec<String> = servers::key_managers(&mut tx.c)
-        .await?
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let kms = servers::key_managers(&mut tx.c).await?;
     if !wrapped.iter().any(|w| w.server_id == by) {
         return Err(Error::invalid(
             "the creating key manager must wrap the master key for itself",
         ));
     }
+    let account = tx.state().account.clone();
     for w in wrapped {
-        if !kms.contains(&w.server_id) {
+        let Some(km) = kms.iter().find(|k| k.id == w.server_id) else {
             return Err(Error::invalid(format!(
                 "{} is not a key manager",
                 w.server_id
             )));
-        }
+        };
+        crate::envelopes::check(
+            &w.jwe,
+            &account,
+            crate::envelopes::Expect::new(
+                "wrapped master key",
+                custody_envelope::jwe::Purpose::MasterKey,
+                crate::envelopes::Kind::WrapTo,
+            )
+            .kid(&km.fingerprint),
+        )?;
         servers::put_wrap(&mut tx.c, mk, &w.server_id, &w.jwe).await?;
     }
     servers::set_master_key_state(&mut tx.c, mk, "active").await?;

@@ -1,10 +1,12 @@
 //! Release staging: create → upload → finalize → sealed (deployable).
 
+use crate::envelopes::Kind;
 use crate::error::{Error, Result};
 use crate::jobspec::Spec;
 use crate::routing;
 use crate::state::{AppState, Tx};
 use crate::store::{apps, servers};
+use custody_envelope::jwe::Purpose;
 use custody_proto::ErrorCode;
 use custody_proto::apps::{FinalizeRelease, ReleaseState};
 use serde_json::json;
@@ -31,27 +33,6 @@ pub async fn current_holders(tx: &mut Tx<'_>) -> Result<(String, Vec<servers::Se
     ))
 }
 
-/// Extracts `package_sha256` (and the binding ids) from a signed
-/// descriptor, which is either `{"descriptor": {...}, ...}` or flat.
-pub fn descriptor_fields(
-    d: &serde_json::Value,
-) -> Result<(String, Option<String>, Option<String>)> {
-    let inner = d.get("descriptor").unwrap_or(d);
-    let sha = inner
-        .get("package_sha256")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| Error::invalid("the descriptor has no package_sha256"))?;
-    let release = inner
-        .get("release")
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
-    let app = inner
-        .get("app")
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
-    Ok((sha.to_ascii_lowercase(), release, app))
-}
-
 /// Finalize: checks digest and bindings, stores the descriptor and
 /// `wrap(P_i, RK)` for every current holder, and queues the rewrap job. On
 /// a digest mismatch the uploaded package is discarded.
@@ -72,7 +53,8 @@ pub async fn finalize(
         )));
     }
     let uploaded = rel.public.package_sha256.clone().unwrap_or_default();
-    let (sha, d_release, d_app) = descriptor_fields(&req.descriptor)?;
+    let fields = crate::envelopes::descriptor(&req.descriptor)?;
+    let sha = fields.package_sha256.clone();
     if sha != uploaded {
         // Nothing half-stored: drop the package, back to `created`.
         apps::set_package(&mut tx.c, release_id, None).await?;
@@ -100,11 +82,12 @@ pub async fn finalize(
             json!({"uploaded": uploaded, "descriptor": sha}),
         ));
     }
-    if d_release.as_deref().is_some_and(|r| r != release_id)
-        || d_app.as_deref().is_some_and(|a| a != rel.public.app)
+    if fields.release != release_id
+        || fields.app != rel.public.app
+        || fields.account != state.account
     {
         return Err(Error::invalid(
-            "the descriptor is bound to another app or release",
+            "the descriptor is bound to another account, app or release",
         ));
     }
     let (mk, holders) = current_holders(&mut tx).await?;
@@ -116,13 +99,20 @@ pub async fn finalize(
     }
     let ids: Vec<&str> = holders.iter().map(|h| h.id.as_str()).collect();
     for w in &req.wrapped_release_keys {
-        if !ids.contains(&w.server_id.as_str()) {
+        let Some(km) = holders.iter().find(|h| h.id == w.server_id) else {
             return Err(Error::invalid(format!(
                 "{} is not a key manager holding the master key",
                 w.server_id
             )));
-        }
-        crate::keys::check_jwe("wrapped release key", &w.jwe)?;
+        };
+        crate::envelopes::check(
+            &w.jwe,
+            &state.account,
+            crate::envelopes::Expect::new("wrapped release key", Purpose::ReleaseKey, Kind::WrapTo)
+                .kid(&km.fingerprint)
+                .app(&rel.public.app)
+                .release(release_id),
+        )?;
     }
     let missing: Vec<&str> = ids
         .iter()

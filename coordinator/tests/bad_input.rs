@@ -164,9 +164,13 @@ async fn digest_mismatches_store_nothing() {
         .await
         .unwrap();
     assert_eq!(h.artifact_files().len(), 1);
-    let wraps: Vec<_> = rc.key_managers.iter().map(|k| serde_json::json!({"server_id": k.server_id, "jwe": fake_jwe(serde_json::json!({"alg": "RSA-OAEP-256", "enc": "A256GCM"}))})).collect();
+    let wraps: Vec<serde_json::Value> = release_wraps(&rc)
+        .iter()
+        .map(|w| serde_json::to_value(w).unwrap())
+        .collect();
+    let desc = |sha: &str, rel: &str| signed_descriptor(&rc.account, "app", rel, sha);
     let e = h.owner.post::<_, serde_json::Value>(&format!("/v1/releases/{}/finalize", rc.release_id),
-        &serde_json::json!({"descriptor": {"package_sha256": wrong}, "wrapped_release_keys": wraps})).await.unwrap_err();
+        &serde_json::json!({"descriptor": desc(&wrong, &rc.release_id), "wrapped_release_keys": wraps})).await.unwrap_err();
     assert_eq!(
         (e.status(), e.code()),
         (Some(422), Some(ErrorCode::DigestMismatch))
@@ -192,13 +196,45 @@ async fn digest_mismatches_store_nothing() {
         .await
         .unwrap();
     let e = h.owner.post::<_, serde_json::Value>(&format!("/v1/releases/{}/finalize", rc.release_id),
-        &serde_json::json!({"descriptor": {"package_sha256": sha}, "wrapped_release_keys": [wraps[0]]})).await.unwrap_err();
+        &serde_json::json!({"descriptor": desc(&sha, &rc.release_id), "wrapped_release_keys": [wraps[0]]})).await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::InvalidInput));
     let e = h.owner.post::<_, serde_json::Value>(&format!("/v1/releases/{}/finalize", rc.release_id),
-        &serde_json::json!({"descriptor": {"package_sha256": sha}, "wrapped_release_keys": [{"server_id": rc.key_managers[0].server_id, "jwe": "x"}, wraps[1]]})).await.unwrap_err();
+        &serde_json::json!({"descriptor": desc(&sha, &rc.release_id), "wrapped_release_keys": [{"server_id": rc.key_managers[0].server_id, "jwe": "x"}, wraps[1]]})).await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::InvalidInput));
     let e = h.owner.post::<_, serde_json::Value>(&format!("/v1/releases/{}/finalize", rc.release_id),
-        &serde_json::json!({"descriptor": {"package_sha256": sha, "release": "rel_other"}, "wrapped_release_keys": wraps})).await.unwrap_err();
+        &serde_json::json!({"descriptor": desc(&sha, "rel_other"), "wrapped_release_keys": wraps})).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::InvalidInput));
+    // A release key wrapped for another release, or to the wrong key manager's key.
+    use custody_envelope::jwe::{Binding, Purpose};
+    let other_rel = Binding {
+        app: Some("app".into()),
+        release: Some("rel_other".into()),
+        ..bind(Purpose::ReleaseKey, &rc.account)
+    };
+    let this_rel = Binding {
+        app: Some("app".into()),
+        release: Some(rc.release_id.clone()),
+        ..bind(Purpose::ReleaseKey, &rc.account)
+    };
+    for bad in [
+        wrap_jwe(&rc.key_managers[0].fingerprint, other_rel),
+        wrap_jwe(&rc.key_managers[1].fingerprint, this_rel.clone()),
+        wrap_jwe(
+            &rc.key_managers[0].fingerprint,
+            Binding {
+                purpose: Purpose::MasterKey,
+                ..this_rel.clone()
+            },
+        ),
+        seal_jwe(&rc.key_managers[0].fingerprint, this_rel.clone()),
+    ] {
+        let e = h.owner.post::<_, serde_json::Value>(&format!("/v1/releases/{}/finalize", rc.release_id),
+            &serde_json::json!({"descriptor": desc(&sha, &rc.release_id), "wrapped_release_keys": [{"server_id": rc.key_managers[0].server_id, "jwe": bad}, wraps[1]]})).await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::InvalidInput));
+    }
+    // A descriptor that is not a signed release descriptor.
+    let e = h.owner.post::<_, serde_json::Value>(&format!("/v1/releases/{}/finalize", rc.release_id),
+        &serde_json::json!({"descriptor": {"package_sha256": sha}, "wrapped_release_keys": wraps})).await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::InvalidInput));
     let r: Release = h
         .owner

@@ -101,8 +101,21 @@ async fn deployment_runs_prepare_wrap_deploy_and_succeeds() {
         )
         .await
         .unwrap();
-    let wrapped: Vec<_> = [&a, &b].iter().map(|k| serde_json::json!({"server_id": k.id,
-        "jwe": fake_jwe(serde_json::json!({"alg": "RSA-OAEP-256", "enc": "A256GCM", "purpose": "secret_variable"}))})).collect();
+    let servers: Vec<custody_proto::servers::Server> = h.owner.get("/v1/servers").await.unwrap();
+    let account: custody_proto::Info = h.owner.get("/v1/info").await.unwrap();
+    let wrapped: Vec<_> = servers
+        .iter()
+        .filter(|s| s.key_manager)
+        .map(|s| {
+            let b = custody_envelope::jwe::Binding {
+                app: Some("securekeys".into()),
+                name: Some("SECRET_FILE".into()),
+                ..bind(custody_envelope::jwe::Purpose::SecretVar, &account.account)
+            };
+            serde_json::json!({"server_id": s.id, "jwe": wrap_jwe(&s.key_fingerprint, b)})
+        })
+        .collect();
+    assert_eq!(wrapped.len(), 2);
     let env: custody_proto::apps::Environment = h
         .owner
         .put(

@@ -123,11 +123,15 @@ async fn finalize_release(h: &Harness, data: &[u8]) -> String {
         .upload_file(&format!("/v1/releases/{}/package", rc.release_id), &f, &sha)
         .await
         .unwrap();
-    let wraps: Vec<_> = rc.key_managers.iter()
-        .map(|k| serde_json::json!({"server_id": k.server_id, "jwe": fake_jwe(serde_json::json!({"alg": "RSA-OAEP-256", "enc": "A256GCM"}))}))
-        .collect();
-    let r: Release = h.owner.post(&format!("/v1/releases/{}/finalize", rc.release_id),
-        &serde_json::json!({"descriptor": {"package_sha256": sha, "release": rc.release_id, "app": "app"}, "wrapped_release_keys": wraps})).await.unwrap();
+    let r: Release = h
+        .owner
+        .post(
+            &format!("/v1/releases/{}/finalize", rc.release_id),
+            &serde_json::json!({"descriptor": signed_descriptor(&rc.account, "app", &rc.release_id, &sha),
+                "wrapped_release_keys": release_wraps(&rc)}),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.state, ReleaseState::Sealing);
     assert_eq!(r.key_manager_fingerprints.len(), 2);
     rc.release_id
@@ -206,6 +210,28 @@ async fn a_wrong_result_type_is_refused_and_changes_nothing() {
     };
     assert_eq!(
         who.answer(&job, wrong).await.unwrap_err().code(),
+        Some(ErrorCode::InvalidInput)
+    );
+    // A sealed release key bound to another release is refused too.
+    let JobPayload::RewrapReleaseKey {
+        account,
+        app,
+        master_key,
+        ..
+    } = &job.payload
+    else {
+        panic!()
+    };
+    let other = custody_envelope::jwe::Binding {
+        app: Some(app.clone()),
+        release: Some("rel_other".into()),
+        ..bind(custody_envelope::jwe::Purpose::ReleaseKey, account)
+    };
+    let wrong_binding = custody_proto::jobs::JobOutput::RewrapReleaseKey {
+        sealed_release_key: seal_jwe(&master_key.master_key_id, other),
+    };
+    assert_eq!(
+        who.answer(&job, wrong_binding).await.unwrap_err().code(),
         Some(ErrorCode::InvalidInput)
     );
     let bad = custody_proto::jobs::JobOutput::RewrapReleaseKey {

@@ -168,18 +168,28 @@ pub async fn set_variable(
         }
         (None, Some(wraps)) => {
             let (mk, holders) = crate::releases::current_holders(&mut tx).await?;
-            let ids: Vec<&str> = holders.iter().map(|h| h.id.as_str()).collect();
             if wraps.is_empty() {
                 return Err(Error::invalid("wrapped must hold at least one wrap"));
             }
             for w in &wraps {
-                if !ids.contains(&w.server_id.as_str()) {
+                let Some(km) = holders.iter().find(|h| h.id == w.server_id) else {
                     return Err(Error::invalid(format!(
                         "{} is not a key manager holding the master key",
                         w.server_id
                     )));
-                }
-                crate::keys::check_jwe("wrapped value", &w.jwe)?;
+                };
+                crate::envelopes::check(
+                    &w.jwe,
+                    &s.account,
+                    crate::envelopes::Expect::new(
+                        "wrapped value",
+                        custody_envelope::jwe::Purpose::SecretVar,
+                        crate::envelopes::Kind::WrapTo,
+                    )
+                    .kid(&km.fingerprint)
+                    .app(&a.name)
+                    .name(&name),
+                )?;
             }
             let var = apps::put_var(&mut tx.c, &e.id, &name, None, Some(&mk)).await?;
             for w in &wraps {

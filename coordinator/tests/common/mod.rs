@@ -6,6 +6,7 @@
 use base64::Engine;
 use custody_client::{Client, ClientConfig, ClientError};
 use custody_coordinator::{Config, server};
+use custody_envelope::jwe::{Binding, ProtectedHeader, Purpose};
 use custody_proto::apps::WrappedKey;
 use custody_proto::jobs::{
     Job, JobFailure, JobOutput, JobPayload, JobResult, Outcome, PollResponse, ResultAck,
@@ -198,17 +199,71 @@ pub fn walk(d: &std::path::Path) -> Vec<PathBuf> {
     out
 }
 
-/// A compact JWE-shaped string with the given header fields (the coordinator only checks the shape).
-pub fn fake_jwe(header: serde_json::Value) -> String {
+/// A JWE with a real Custody protected header (what `jwe::peek` reads)
+/// and dummy ciphertext: the coordinator checks headers, never contents.
+pub fn env_jwe(alg: &str, kid: &str, binding: Binding) -> String {
     let b = |x: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(x);
+    let h = ProtectedHeader {
+        alg: alg.into(),
+        enc: "A256GCM".into(),
+        kid: kid.into(),
+        crit: vec!["custody".into()],
+        binding,
+    };
+    let ek = if alg == "dir" {
+        String::new()
+    } else {
+        b(&[7u8; 256])
+    };
     format!(
         "{}.{}.{}.{}.{}",
-        b(header.to_string().as_bytes()),
-        b(&[7u8; 32]),
+        b(&h.encode().unwrap()),
+        ek,
         b(&[1u8; 12]),
-        b(b"ct"),
+        b(b"ciphertext"),
         b(&[2u8; 16])
     )
+}
+
+pub fn bind(purpose: Purpose, account: &str) -> Binding {
+    Binding {
+        purpose,
+        account: account.into(),
+        app: None,
+        release: None,
+        deployment: None,
+        name: None,
+    }
+}
+
+/// wrap(P_kid, x) as an agent or the CLI would address it.
+pub fn wrap_jwe(kid: &str, b: Binding) -> String {
+    env_jwe("RSA-OAEP-256", kid, b)
+}
+
+/// seal(key kid, x).
+pub fn seal_jwe(kid: &str, b: Binding) -> String {
+    env_jwe("dir", kid, b)
+}
+
+/// A publisher-signed release descriptor (fixed test publisher key).
+pub fn signed_descriptor(
+    account: &str,
+    app: &str,
+    release: &str,
+    sha256_hex: &str,
+) -> serde_json::Value {
+    use custody_envelope::descriptor::ReleaseDescriptor;
+    use custody_envelope::package::Header;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let sha: [u8; 32] = hex::decode(sha256_hex).unwrap().try_into().unwrap();
+    let d = ReleaseDescriptor::new(
+        Header::new(account, app, release).unwrap(),
+        &sha,
+        &[0u8; 32],
+    )
+    .unwrap();
+    serde_json::from_slice(&d.sign(&key).unwrap().to_json().unwrap()).unwrap()
 }
 
 pub struct FakeAgent {
@@ -305,46 +360,99 @@ impl FakeAgent {
 
     /// A well-formed output for any job, as a real agent would shape it.
     pub fn output_for(&self, job: &Job) -> JobOutput {
-        let seal =
-            |p: &str| fake_jwe(serde_json::json!({"alg": "dir", "enc": "A256GCM", "purpose": p}));
-        let wrap = |p: &str, kid: &str| {
-            fake_jwe(
-                serde_json::json!({"alg": "RSA-OAEP-256", "enc": "A256GCM", "purpose": p, "kid": kid}),
-            )
-        };
         match &job.payload {
             JobPayload::CreateMasterKey {
+                account,
                 master_key_id,
                 key_managers,
-                ..
             } => JobOutput::CreateMasterKey {
                 master_key_id: master_key_id.clone(),
                 wrapped: key_managers
                     .iter()
                     .map(|k| WrappedKey {
                         server_id: k.server_id.clone(),
-                        jwe: wrap("master_key", &k.server_id),
+                        jwe: wrap_jwe(&k.fingerprint, bind(Purpose::MasterKey, account)),
                     })
                     .collect(),
             },
-            JobPayload::ShareMasterKey { newcomer, .. } => JobOutput::ShareMasterKey {
+            JobPayload::ShareMasterKey {
+                account, newcomer, ..
+            } => JobOutput::ShareMasterKey {
                 wrapped: WrappedKey {
                     server_id: newcomer.server_id.clone(),
-                    jwe: wrap("master_key", &newcomer.server_id),
+                    jwe: wrap_jwe(&newcomer.fingerprint, bind(Purpose::MasterKey, account)),
                 },
             },
-            JobPayload::RewrapReleaseKey { .. } => JobOutput::RewrapReleaseKey {
-                sealed_release_key: seal("release_key"),
+            JobPayload::RewrapReleaseKey {
+                account,
+                app,
+                release_id,
+                master_key,
+                ..
+            } => JobOutput::RewrapReleaseKey {
+                sealed_release_key: seal_jwe(
+                    &master_key.master_key_id,
+                    Binding {
+                        app: Some(app.clone()),
+                        release: Some(release_id.clone()),
+                        ..bind(Purpose::ReleaseKey, account)
+                    },
+                ),
             },
-            JobPayload::SealSecretVariable { .. } => JobOutput::SealSecretVariable {
-                sealed_value: seal("secret_variable"),
+            JobPayload::SealSecretVariable {
+                account,
+                app,
+                name,
+                master_key,
+                ..
+            } => JobOutput::SealSecretVariable {
+                sealed_value: seal_jwe(
+                    &master_key.master_key_id,
+                    Binding {
+                        app: Some(app.clone()),
+                        name: Some(name.clone()),
+                        ..bind(Purpose::SecretVar, account)
+                    },
+                ),
             },
-            JobPayload::PrepareDeployment { .. } => JobOutput::PrepareDeployment {
-                sealed_keylist: seal("keylist"),
-                sealed_deploy_key: seal("deploy_key"),
+            JobPayload::PrepareDeployment {
+                account,
+                app,
+                release_id,
+                deployment_id,
+                master_key,
+                ..
+            } => JobOutput::PrepareDeployment {
+                sealed_keylist: seal_jwe(
+                    "dk",
+                    Binding {
+                        app: Some(app.clone()),
+                        release: Some(release_id.clone()),
+                        deployment: Some(deployment_id.clone()),
+                        ..bind(Purpose::KeyList, account)
+                    },
+                ),
+                sealed_deploy_key: seal_jwe(
+                    &master_key.master_key_id,
+                    Binding {
+                        deployment: Some(deployment_id.clone()),
+                        ..bind(Purpose::DeployKey, account)
+                    },
+                ),
             },
-            JobPayload::WrapDeployKey { target, .. } => JobOutput::WrapDeployKey {
-                wrapped_deploy_key: wrap("deploy_key", &target.server_id),
+            JobPayload::WrapDeployKey {
+                account,
+                deployment_id,
+                target,
+                ..
+            } => JobOutput::WrapDeployKey {
+                wrapped_deploy_key: wrap_jwe(
+                    &target.fingerprint,
+                    Binding {
+                        deployment: Some(deployment_id.clone()),
+                        ..bind(Purpose::DeployKey, account)
+                    },
+                ),
             },
             JobPayload::Deploy { .. } => JobOutput::Deploy {
                 already_installed: false,
@@ -413,6 +521,24 @@ pub async fn key_managers_with_master_key(h: &Harness) -> (Vec<String>, Responde
     (ids, r)
 }
 
+/// `wrap(P_i, RK)` for every key manager a release was created with.
+pub fn release_wraps(rc: &custody_proto::apps::ReleaseCreated) -> Vec<WrappedKey> {
+    rc.key_managers
+        .iter()
+        .map(|k| WrappedKey {
+            server_id: k.server_id.clone(),
+            jwe: wrap_jwe(
+                &k.fingerprint,
+                Binding {
+                    app: Some(rc.app.clone()),
+                    release: Some(rc.release_id.clone()),
+                    ..bind(Purpose::ReleaseKey, &rc.account)
+                },
+            ),
+        })
+        .collect()
+}
+
 /// Pushes a release of `app` with `data` as the package; returns its id after it is deployable.
 pub async fn push(h: &Harness, client: &Client, app: &str, data: &[u8]) -> String {
     use sha2::Digest;
@@ -427,16 +553,12 @@ pub async fn push(h: &Harness, client: &Client, app: &str, data: &[u8]) -> Strin
         .upload_file(&format!("/v1/releases/{}/package", rc.release_id), &f, &sha)
         .await
         .unwrap();
-    let wraps: Vec<WrappedKey> = rc
-        .key_managers
-        .iter()
-        .map(|k| WrappedKey { server_id: k.server_id.clone(), jwe: fake_jwe(serde_json::json!({"alg": "RSA-OAEP-256", "enc": "A256GCM", "purpose": "release_key"})) })
-        .collect();
+    let wraps = release_wraps(&rc);
     let _: custody_proto::apps::Release = client
         .post(
             &format!("/v1/releases/{}/finalize", rc.release_id),
             &serde_json::json!({
-                "descriptor": {"descriptor": {"account": rc.account, "app": app, "release": rc.release_id, "header": {}, "package_sha256": sha, "manifest_sha256": "00"}, "signature": "sig"},
+                "descriptor": signed_descriptor(&rc.account, app, &rc.release_id, &sha),
                 "wrapped_release_keys": wraps,
             }),
         )
