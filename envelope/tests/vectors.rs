@@ -42,7 +42,10 @@ fn h(v: &Value) -> Vec<u8> {
 }
 
 /// Package vectors: (name, key byte, salt byte, header, plaintext).
-fn package_cases() -> Vec<(&'static str, u8, u8, [&'static str; 3], Vec<u8>)> {
+/// (name, key byte, salt byte, [account, app, release], plaintext)
+type PackageCase = (&'static str, u8, u8, [&'static str; 3], Vec<u8>);
+
+fn package_cases() -> Vec<PackageCase> {
     vec![
         ("empty", 0x01, 0x02, ["acme", "web", "r-1"], vec![]),
         (
