@@ -10,6 +10,7 @@ pub mod canonical;
 pub mod chunked;
 pub mod descriptor;
 mod error;
+pub mod fuzz;
 pub mod ident;
 pub mod jwe;
 mod key;
