@@ -172,6 +172,8 @@ impl Client {
                     "plain http is only allowed to a loopback address".into(),
                 ));
             }
+            // reqwest needs a TLS config even for plain http; this one trusts nothing.
+            b = b.use_preconfigured_tls(pin::trust_nothing()?);
         } else {
             return Err(ClientError::Config(format!(
                 "{}: not an http(s) URL",

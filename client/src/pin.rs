@@ -118,6 +118,16 @@ pub fn tls_config(fingerprint: &str) -> Result<rustls::ClientConfig> {
     Ok(cfg)
 }
 
+/// A rustls config with no trust anchor (for plain-http clients, which never use it).
+pub fn trust_nothing() -> Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Config(format!("TLS versions: {e}")))?
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::jobspec::Spec;
 use crate::routing;
 use crate::state::Tx;
-use crate::store::{apps, deployments as dstore, servers};
+use crate::store::{apps, deployments as dstore, envs, servers};
 use custody_proto::ErrorCode;
 use custody_proto::apps::{DeploymentState as S, ReleaseState};
 use serde_json::json;
@@ -75,7 +75,7 @@ pub async fn create(
         .await?
         .filter(|r| r.app_id == app.id)
         .ok_or_else(|| Error::not_found("release"))?;
-    let env = apps::find_env(&mut tx.c, &app.id, env)
+    let env = envs::find_env(&mut tx.c, &app.id, env)
         .await?
         .ok_or_else(|| Error::not_found("environment"))?;
     let current = servers::current_master_key(&mut tx.c).await?;
@@ -106,14 +106,14 @@ pub async fn create(
             "the release's master key is not the current one",
         ));
     }
-    let targets = apps::env_servers(&mut tx.c, &env.id).await?;
+    let targets = envs::env_servers(&mut tx.c, &env.id).await?;
     if targets.is_empty() {
         return Err(Error::state(format!(
             "environment {} has no servers",
             env.name
         )));
     }
-    for v in apps::env_vars(&mut tx.c, &env.id).await? {
+    for v in envs::env_vars(&mut tx.c, &env.id).await? {
         if v.secret && (v.state != "sealed" || v.master_key_id.as_deref() != Some(rel_mk.as_str()))
         {
             return Err(Error::state(format!(

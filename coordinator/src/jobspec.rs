@@ -8,7 +8,7 @@
 use crate::envelopes::{self, Expect, Kind};
 use crate::error::{Error, Result};
 use crate::state::Tx;
-use crate::store::{apps, deployments as dstore, servers};
+use crate::store::{apps, deployments as dstore, envs, servers};
 use custody_envelope::jwe::Purpose;
 use custody_proto::jobs::{
     ArtifactLocation, JobKind, JobOutput, JobPayload, PlainVariable, SealedVariable,
@@ -156,11 +156,11 @@ pub async fn eligible(tx: &mut Tx<'_>, spec: &Spec) -> Result<Vec<String>> {
                 .collect()
         }
         Spec::SealSecretVariable { variable_id } => {
-            let Some(v) = apps::get_var(&mut tx.c, variable_id).await? else {
+            let Some(v) = envs::get_var(&mut tx.c, variable_id).await? else {
                 return Ok(vec![]);
             };
             let mk = v.master_key_id.unwrap_or_default();
-            let wrapped = apps::var_wrap_servers(&mut tx.c, variable_id).await?;
+            let wrapped = envs::var_wrap_servers(&mut tx.c, variable_id).await?;
             holders_of(servers::holders(&mut tx.c, &mk).await?)
                 .into_iter()
                 .filter(|s| wrapped.contains(s))
@@ -226,10 +226,10 @@ pub async fn materialize(tx: &mut Tx<'_>, spec: &Spec, me: &str) -> Result<JobPa
             }
         }
         Spec::SealSecretVariable { variable_id } => {
-            let v = apps::get_var(&mut tx.c, variable_id)
+            let v = envs::get_var(&mut tx.c, variable_id)
                 .await?
                 .ok_or_else(|| Error::state("the variable was replaced"))?;
-            let env = apps::get_env(&mut tx.c, &v.environment_id)
+            let env = envs::get_env(&mut tx.c, &v.environment_id)
                 .await?
                 .ok_or_else(|| Error::state("the environment is gone"))?;
             let app = apps::find_app(&mut *tx.c, &env.app_id)
@@ -242,7 +242,7 @@ pub async fn materialize(tx: &mut Tx<'_>, spec: &Spec, me: &str) -> Result<JobPa
                 environment: env.name,
                 name: v.name.clone(),
                 master_key: wrapped_mk(tx, &mk, me).await?,
-                wrapped_value: apps::var_wrap(&mut tx.c, variable_id, me)
+                wrapped_value: envs::var_wrap(&mut tx.c, variable_id, me)
                     .await?
                     .ok_or_else(|| Error::state("no value wrapped for this key manager"))?,
             }
@@ -251,7 +251,7 @@ pub async fn materialize(tx: &mut Tx<'_>, spec: &Spec, me: &str) -> Result<JobPa
             let d = deployment(tx, deployment_id).await?;
             let r = release(tx, &d.release_id).await?;
             let mk = r.public.master_key_id.clone().unwrap_or_default();
-            let vars = apps::env_vars(&mut tx.c, &d.environment_id).await?;
+            let vars = envs::env_vars(&mut tx.c, &d.environment_id).await?;
             JobPayload::PrepareDeployment {
                 account,
                 app: d.app.clone(),
@@ -304,7 +304,7 @@ pub async fn materialize(tx: &mut Tx<'_>, spec: &Spec, me: &str) -> Result<JobPa
             let descriptor: serde_json::Value =
                 serde_json::from_str(r.descriptor.as_deref().unwrap_or("null"))
                     .map_err(|e| Error::Internal(format!("stored descriptor: {e}")))?;
-            let vars = apps::env_vars(&mut tx.c, &d.environment_id).await?;
+            let vars = envs::env_vars(&mut tx.c, &d.environment_id).await?;
             JobPayload::Deploy {
                 account,
                 app: d.app.clone(),
@@ -389,8 +389,8 @@ pub async fn apply(tx: &mut Tx<'_>, spec: &Spec, by: &str, output: JobOutput) ->
             Spec::SealSecretVariable { variable_id },
             JobOutput::SealSecretVariable { sealed_value },
         ) => {
-            if let Some(v) = apps::get_var(&mut tx.c, variable_id).await? {
-                let env = apps::get_env(&mut tx.c, &v.environment_id)
+            if let Some(v) = envs::get_var(&mut tx.c, variable_id).await? {
+                let env = envs::get_env(&mut tx.c, &v.environment_id)
                     .await?
                     .ok_or_else(|| Error::state("the environment is gone"))?;
                 let app = apps::find_app(&mut *tx.c, &env.app_id)
@@ -405,7 +405,7 @@ pub async fn apply(tx: &mut Tx<'_>, spec: &Spec, by: &str, output: JobOutput) ->
                         .app(&app.name)
                         .name(&v.name),
                 )?;
-                apps::set_var_sealed(&mut tx.c, variable_id, Some(&sealed_value)).await?;
+                envs::set_var_sealed(&mut tx.c, variable_id, Some(&sealed_value)).await?;
             }
             Ok(())
         }
@@ -481,7 +481,7 @@ pub async fn on_failure(tx: &mut Tx<'_>, spec: &Spec, reason: &str) -> Result<()
             .await
         }
         Spec::SealSecretVariable { variable_id } => {
-            apps::set_var_sealed(&mut tx.c, variable_id, None).await
+            envs::set_var_sealed(&mut tx.c, variable_id, None).await
         }
         Spec::PrepareDeployment { deployment_id } => {
             crate::deployments::fail(

@@ -302,3 +302,77 @@ async fn digest_mismatches_store_nothing() {
     assert_eq!(r.headers()["content-range"], "bytes 4-7/16");
     assert_eq!(&r.bytes().await.unwrap()[..], b"real");
 }
+
+#[tokio::test]
+async fn an_action_whose_audit_entry_cannot_be_written_is_not_done() {
+    let h = Harness::start().await;
+    // Another writer makes the audit table refuse inserts (a full disk or a
+    // corrupted log looks the same to the coordinator).
+    let db = h.state_dir().join("coordinator.db");
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&db);
+    let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+    sqlx::query("CREATE TRIGGER deny_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit store unavailable'); END")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let e = h
+        .owner
+        .post::<_, serde_json::Value>(
+            "/v1/users",
+            &serde_json::json!({"name": "eve", "roles": ["deployer"]}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.status(), e.code()),
+        (Some(503), Some(ErrorCode::AuditUnavailable))
+    );
+    sqlx::query("DROP TRIGGER deny_audit")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let users: Vec<custody_proto::admin::User> = h.owner.get("/v1/users").await.unwrap();
+    assert!(
+        users.iter().all(|u| u.name != "eve"),
+        "the user must not exist without its audit entry"
+    );
+    let _: serde_json::Value = h
+        .owner
+        .post(
+            "/v1/users",
+            &serde_json::json!({"name": "eve", "roles": ["deployer"]}),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_their_own_listener() {
+    let h = Harness::start().await;
+    let a = h
+        .agent("web-1", &[custody_proto::servers::AgentRole::Target])
+        .await;
+    a.heartbeat().await;
+    let addr = h.running.as_ref().unwrap().metrics_addr;
+    assert!(addr.ip().is_loopback());
+    let plain = custody_client::Client::new(custody_client::ClientConfig::new(
+        &format!("http://{addr}"),
+        None,
+        None,
+    ))
+    .unwrap();
+    let text = plain.get_text("/metrics").await.unwrap();
+    for m in [
+        "custody_live_agents 1",
+        "custody_job_queue_depth{state=\"queued\"}",
+        "custody_job_dispatch_latency_seconds_bucket",
+        "custody_http_requests_total{class=\"2xx\"}",
+    ] {
+        assert!(text.contains(m), "{m} missing in\n{text}");
+    }
+    // The API listener does not serve it.
+    assert_eq!(
+        h.owner.get_text("/metrics").await.unwrap_err().code(),
+        Some(ErrorCode::NotFound)
+    );
+}

@@ -6,7 +6,7 @@ use crate::auth::AuthUser;
 use crate::error::{Error, Result};
 use crate::jobspec::Spec;
 use crate::state::AppState;
-use crate::store::{apps, servers};
+use crate::store::{apps, envs, servers};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -17,13 +17,13 @@ use serde_json::json as j;
 use sqlx::SqliteConnection;
 use std::sync::Arc;
 
-async fn view(c: &mut SqliteConnection, app: &str, env: &apps::EnvRow) -> Result<Environment> {
+async fn view(c: &mut SqliteConnection, app: &str, env: &envs::EnvRow) -> Result<Environment> {
     Ok(Environment {
         id: env.id.clone(),
         app: app.to_string(),
         name: env.name.clone(),
-        servers: apps::env_servers(c, &env.id).await?,
-        variables: apps::env_vars(c, &env.id)
+        servers: envs::env_servers(c, &env.id).await?,
+        variables: envs::env_vars(c, &env.id)
             .await?
             .iter()
             .map(|v| v.public())
@@ -43,7 +43,7 @@ pub async fn create(
     let a = apps::find_app(&mut *tx.c, &app)
         .await?
         .ok_or_else(|| Error::not_found("app"))?;
-    let env = apps::create_env(&mut tx.c, &a.id, &req.name).await?;
+    let env = envs::create_env(&mut tx.c, &a.id, &req.name).await?;
     tx.audit(
         &u.actor(),
         "environment.create",
@@ -67,7 +67,7 @@ pub async fn list(
         .await?
         .ok_or_else(|| Error::not_found("app"))?;
     let mut out = Vec::new();
-    for e in apps::list_envs(&mut c, &a.id).await? {
+    for e in envs::list_envs(&mut c, &a.id).await? {
         out.push(view(&mut c, &a.name, &e).await?);
     }
     Ok(json(out))
@@ -82,7 +82,7 @@ pub async fn show(
     let a = apps::find_app(&mut *c, &app)
         .await?
         .ok_or_else(|| Error::not_found("app"))?;
-    let e = apps::find_env(&mut c, &a.id, &env)
+    let e = envs::find_env(&mut c, &a.id, &env)
         .await?
         .ok_or_else(|| Error::not_found("environment"))?;
     Ok(json(view(&mut c, &a.name, &e).await?))
@@ -99,7 +99,7 @@ pub async fn add_server(
     let a = apps::find_app(&mut *tx.c, &app)
         .await?
         .ok_or_else(|| Error::not_found("app"))?;
-    let e = apps::find_env(&mut tx.c, &a.id, &env)
+    let e = envs::find_env(&mut tx.c, &a.id, &env)
         .await?
         .ok_or_else(|| Error::not_found("environment"))?;
     let srv = servers::find(&mut *tx.c, &req.server)
@@ -110,7 +110,7 @@ pub async fn add_server(
             "this agent did not offer the target role at enrollment",
         ));
     }
-    apps::add_env_server(&mut tx.c, &e.id, &srv.id).await?;
+    envs::add_env_server(&mut tx.c, &e.id, &srv.id).await?;
     tx.audit(
         &u.actor(),
         "environment.add_server",
@@ -147,7 +147,7 @@ pub async fn set_variable(
     let a = apps::find_app(&mut *tx.c, &app)
         .await?
         .ok_or_else(|| Error::not_found("app"))?;
-    let e = apps::find_env(&mut tx.c, &a.id, &env)
+    let e = envs::find_env(&mut tx.c, &a.id, &env)
         .await?
         .ok_or_else(|| Error::not_found("environment"))?;
     let object = format!("environment:{}", e.id);
@@ -156,7 +156,7 @@ pub async fn set_variable(
             if v.len() > 64 * 1024 {
                 return Err(Error::invalid("value is longer than 64 KiB"));
             }
-            apps::put_var(&mut tx.c, &e.id, &name, Some(&v), None).await?;
+            envs::put_var(&mut tx.c, &e.id, &name, Some(&v), None).await?;
             tx.audit(
                 &u.actor(),
                 "variable.set",
@@ -191,9 +191,9 @@ pub async fn set_variable(
                     .name(&name),
                 )?;
             }
-            let var = apps::put_var(&mut tx.c, &e.id, &name, None, Some(&mk)).await?;
+            let var = envs::put_var(&mut tx.c, &e.id, &name, None, Some(&mk)).await?;
             for w in &wraps {
-                apps::put_var_wrap(&mut tx.c, &var, &w.server_id, &w.jwe).await?;
+                envs::put_var_wrap(&mut tx.c, &var, &w.server_id, &w.jwe).await?;
             }
             tx.audit(
                 &u.actor(),

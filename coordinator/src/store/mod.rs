@@ -4,6 +4,7 @@
 
 pub mod apps;
 pub mod deployments;
+pub mod envs;
 pub mod jobs;
 pub mod servers;
 pub mod users;

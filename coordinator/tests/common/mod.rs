@@ -82,6 +82,20 @@ impl Harness {
         }
     }
 
+    /// A harness around an already running coordinator (benches): no server handle.
+    pub fn light(url: &str, fp: &str, token: &str, dir: tempfile::TempDir) -> Self {
+        let owner = Client::new(ClientConfig::new(url, Some(fp), Some(token))).unwrap();
+        Harness {
+            config: test_config(dir.path().join("unused")),
+            dir,
+            running: None,
+            url: url.into(),
+            ca_fingerprint: fp.into(),
+            owner_token: token.into(),
+            owner,
+        }
+    }
+
     /// Stops the server (drain) and starts it again on a new port with the same state.
     pub async fn restart(&mut self) {
         if let Some(r) = self.running.take() {
