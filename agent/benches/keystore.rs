@@ -22,7 +22,7 @@ use rsa::Oaep;
 
 const WARMUP: Duration = Duration::from_millis(500);
 const RUN: Duration = Duration::from_secs(2);
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 fn threads() -> usize {
     std::env::var("CUSTODY_BENCH_THREADS")
@@ -36,10 +36,15 @@ fn threads() -> usize {
         .max(2)
 }
 
-/// Operations per second with `n` threads, each with state from `make`,
-/// each calling `op` in a loop: median of RUNS runs after a warm-up.
-fn rate<S>(n: usize, make: impl Fn() -> S + Sync, op: impl Fn(&mut S) + Sync) -> f64 {
-    let once = |d: Duration| -> f64 {
+/// Operations per second during `d` with `n` threads, each with state
+/// from `make`, each calling `op` in a loop.
+fn run_threads<S>(
+    n: usize,
+    d: Duration,
+    make: &(impl Fn() -> S + Sync),
+    op: &(impl Fn(&mut S) + Sync),
+) -> f64 {
+    {
         let stop = AtomicBool::new(false);
         let count = AtomicU64::new(0);
         let start = Instant::now();
@@ -59,30 +64,47 @@ fn rate<S>(n: usize, make: impl Fn() -> S + Sync, op: impl Fn(&mut S) + Sync) ->
             stop.store(true, Ordering::Relaxed);
         });
         count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
-    };
-    median(once)
+    }
 }
 
-/// Warm-up, then the median of RUNS timed runs.
-fn median(mut once: impl FnMut(Duration) -> f64) -> f64 {
-    once(WARMUP);
-    let mut r: Vec<f64> = (0..RUNS).map(|_| once(RUN)).collect();
-    r.sort_by(f64::total_cmp);
-    r[RUNS / 2]
+/// Operations per second of `op` during `d` on the calling thread (for
+/// state that cannot leave it, like a TPM context).
+fn run_here(d: Duration, mut op: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    let mut k = 0u64;
+    while start.elapsed() < d {
+        op();
+        k += 1;
+    }
+    k as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Operations per second of `op` on the calling thread (for state that
-/// cannot leave it, like a TPM context).
-fn rate_here(mut op: impl FnMut()) -> f64 {
-    median(|d| {
-        let start = Instant::now();
-        let mut k = 0u64;
-        while start.elapsed() < d {
-            op();
-            k += 1;
-        }
-        k as f64 / start.elapsed().as_secs_f64()
-    })
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Raw and keystore runs **alternate** (after one warm-up each), so a
+/// change in machine load hits both alike; returns their medians. Each
+/// closure performs one timed run of the given duration.
+fn compare(
+    mut raw: impl FnMut(Duration) -> f64,
+    mut ks: impl FnMut(Duration) -> f64,
+) -> (f64, f64) {
+    raw(WARMUP);
+    ks(WARMUP);
+    let (mut r, mut k) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        r.push(raw(RUN));
+        k.push(ks(RUN));
+    }
+    (median(r), median(k))
+}
+
+/// Median rate of the keystore alone (warm-up, RUNS runs).
+fn alone(mut ks: impl FnMut(Duration) -> f64) -> f64 {
+    ks(WARMUP);
+    median((0..RUNS).map(|_| ks(RUN)).collect())
 }
 
 fn encrypt(pk: &rsa::RsaPublicKey, hash: OaepHash) -> Vec<u8> {
@@ -94,17 +116,14 @@ fn encrypt(pk: &rsa::RsaPublicKey, hash: OaepHash) -> Vec<u8> {
         .unwrap()
 }
 
-fn keystore_rate(ks: &dyn KeyStore, n: usize) -> f64 {
+/// One timed run of unwraps through `ks` with `n` threads.
+fn keystore_run(ks: &dyn KeyStore, n: usize, d: Duration) -> f64 {
     let hash = OaepHash::best_common(ks.supported_hashes()).unwrap();
     let ct = encrypt(ks.public_key(), hash);
-    rate(
-        n,
-        || (),
-        |_| {
-            let pt = ks.unwrap(hash, &ct).unwrap();
-            assert_eq!(pt.len(), 32);
-        },
-    )
+    run_threads(n, d, &|| (), &|_: &mut ()| {
+        let pt = ks.unwrap(hash, &ct).unwrap();
+        assert_eq!(pt.len(), 32);
+    })
 }
 
 fn overhead(raw: f64, ks: f64) -> String {
@@ -121,8 +140,8 @@ fn soft(n: usize) {
         let cfg: KeyStoreConfig =
             toml::from_str(&format!("kind = \"soft\"\nkey_bits = {bits_wanted}")).unwrap();
         let ks = keystore::open(&cfg, d.path()).unwrap().start().unwrap();
-        let one = keystore_rate(ks.as_ref(), 1);
-        let many = keystore_rate(ks.as_ref(), n);
+        let one = alone(|d| keystore_run(ks.as_ref(), 1, d));
+        let many = alone(|d| keystore_run(ks.as_ref(), n, d));
         println!(
             "soft    rsa-{bits_wanted} RSA-OAEP-256  keystore: {one:8.1}/s (1 thread) {many:8.1}/s ({n} threads)   [raw CPU: openssl speed rsa{bits_wanted}, above]"
         );
@@ -169,19 +188,20 @@ fn pkcs11_child(n: usize) {
         ])
         .unwrap()[0];
     let ct = encrypt(&public, hash);
-    let raw = |threads| {
-        rate(
-            threads,
-            || ctx.open_ro_session(slot).unwrap(),
-            |s| {
-                let mech = keystore::pkcs11::oaep_mechanism(hash);
-                let pt = s.decrypt(&mech, key, &ct).unwrap();
-                assert_eq!(pt.len(), 32);
-            },
-        )
+    let make = || ctx.open_ro_session(slot).unwrap();
+    let op = |s: &mut cryptoki::session::Session| {
+        let mech = keystore::pkcs11::oaep_mechanism(hash);
+        let pt = s.decrypt(&mech, key, &ct).unwrap();
+        assert_eq!(pt.len(), 32);
     };
-    let (raw1, ks1) = (raw(1), keystore_rate(ks.as_ref(), 1));
-    let (rawn, ksn) = (raw(n), keystore_rate(ks.as_ref(), n));
+    let (raw1, ks1) = compare(
+        |d| run_threads(1, d, &make, &op),
+        |d| keystore_run(ks.as_ref(), 1, d),
+    );
+    let (rawn, ksn) = compare(
+        |d| run_threads(n, d, &make, &op),
+        |d| keystore_run(ks.as_ref(), n, d),
+    );
     println!(
         "pkcs11  rsa-{} {:12}  raw C_Decrypt: {raw1:8.1}/s  keystore: {ks1:8.1}/s  overhead {} (1 thread) | raw: {rawn:8.1}/s  keystore: {ksn:8.1}/s  overhead {} ({n} threads)",
         bits(&public),
@@ -230,14 +250,17 @@ fn tpm(n: usize) {
         let public = opened.public_key().clone();
         let ct = encrypt(&public, OaepHash::Sha256);
 
-        // Raw: our own ESAPI context (one TPM connection at a time on swtpm).
-        let raw1 = {
+        // swtpm serves one connection at a time: each raw run opens its own
+        // ESAPI context (same key, same HMAC session setup), each keystore
+        // run starts the keystore (its worker connects); set-up is outside
+        // the timed part.
+        let blobs = KeyFiles::new(state.path(), "server-key");
+        let raw_run = |d: Duration| -> f64 {
             let mut c = context::connect(&sim.tcti()).unwrap();
             let s = context::start_session(&mut c).unwrap();
             let primary = context::create_primary(&mut c, s).unwrap();
-            let blobs = KeyFiles::new(state.path(), "server-key").read().unwrap();
-            let key = context::load_key(&mut c, s, primary, &blobs).unwrap();
-            let r = rate_here(|| {
+            let key = context::load_key(&mut c, s, primary, &blobs.read().unwrap()).unwrap();
+            let r = run_here(d, || {
                 let ct = PublicKeyRsa::try_from(ct.clone()).unwrap();
                 let scheme = RsaDecryptionScheme::Oaep(HashScheme::new(HashingAlgorithm::Sha256));
                 let pt = c
@@ -253,9 +276,17 @@ fn tpm(n: usize) {
                 .unwrap();
             r
         };
-        let ks = keystore::OpenedKeyStore::Tpm(opened).start().unwrap();
-        let ks1 = keystore_rate(ks.as_ref(), 1);
-        let ksn = keystore_rate(ks.as_ref(), n);
+        let ks_config = KeyStoreConfig::Tpm(cfg.clone());
+        let ks_run = |threads: usize| {
+            let (ks_config, state) = (&ks_config, state.path());
+            move |d: Duration| -> f64 {
+                let ks = keystore::open(ks_config, state).unwrap().start().unwrap();
+                keystore_run(ks.as_ref(), threads, d)
+            }
+        };
+        drop(opened);
+        let (raw1, ks1) = compare(raw_run, ks_run(1));
+        let ksn = alone(ks_run(n));
         println!(
             "tpm     rsa-{} RSA-OAEP-256  raw TPM2_RSA_Decrypt: {raw1:8.1}/s  keystore: {ks1:8.1}/s  overhead {} (1 thread) | keystore: {ksn:8.1}/s ({n} callers, one TPM)",
             bits(&public),
