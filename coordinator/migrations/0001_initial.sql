@@ -180,6 +180,7 @@ CREATE TABLE jobs (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
     spec TEXT NOT NULL,               -- JSON: the ids the payload is built from at hand-out
+    subject TEXT NOT NULL,            -- the object it works on: master key, release, variable or deployment id
     state TEXT NOT NULL,              -- queued | leased | done | failed
     target_server TEXT,               -- deploy jobs: the only server that may run it
     assigned_server TEXT,
@@ -197,6 +198,7 @@ CREATE TABLE jobs (
 );
 CREATE INDEX jobs_assigned ON jobs(assigned_server, state);
 CREATE INDEX jobs_state ON jobs(state);
+CREATE INDEX jobs_subject ON jobs(subject);
 
 CREATE TABLE audit_log (
     seq BIGINT PRIMARY KEY,

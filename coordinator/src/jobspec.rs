@@ -96,6 +96,19 @@ impl Spec {
         }
     }
 
+    /// The id of the object the job works on (`jobs.subject`).
+    pub fn subject(&self) -> &str {
+        match self {
+            Spec::CreateMasterKey { master_key_id }
+            | Spec::ShareMasterKey { master_key_id, .. } => master_key_id,
+            Spec::RewrapReleaseKey { release_id } => release_id,
+            Spec::SealSecretVariable { variable_id } => variable_id,
+            Spec::PrepareDeployment { deployment_id }
+            | Spec::WrapDeployKey { deployment_id, .. }
+            | Spec::Deploy { deployment_id, .. } => deployment_id,
+        }
+    }
+
     /// JSON for the `spec` column (deterministic: fixed field order).
     pub fn to_json(&self) -> Result<String> {
         serde_json::to_string(self).map_err(|e| Error::Internal(format!("job spec: {e}")))

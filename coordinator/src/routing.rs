@@ -32,6 +32,7 @@ pub async fn enqueue(tx: &mut Tx<'_>, spec: Spec, actor: &str) -> Result<String>
             lease_ms: (lease_s * 1000) as i64,
             max_attempts,
             idempotency_key: spec.idempotency_key(),
+            subject: spec.subject(),
         },
     )
     .await?;

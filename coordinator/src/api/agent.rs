@@ -183,7 +183,7 @@ pub async fn artifact(
 ) -> Result<Response> {
     // Only a target with a deploy job for a release with this package may fetch it.
     let allowed: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM jobs j JOIN deployments d ON j.spec LIKE '%' || d.id || '%' \
+        "SELECT 1 FROM jobs j JOIN deployments d ON d.id = j.subject \
          JOIN releases r ON r.id = d.release_id \
          WHERE j.kind = 'deploy' AND j.target_server = $1 AND r.package_sha256 = $2 LIMIT 1",
     )

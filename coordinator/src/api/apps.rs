@@ -389,7 +389,7 @@ pub async fn delete_release(
             "the release has deployments; it is kept for their record",
         ));
     }
-    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'rewrap_release_key' AND state IN ('queued','leased') AND spec LIKE '%' || $1 || '%'")
+    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'rewrap_release_key' AND state IN ('queued','leased') AND subject = $1")
         .bind(&id)
         .fetch_one(&mut *tx.c)
         .await

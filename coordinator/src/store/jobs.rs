@@ -73,6 +73,8 @@ pub struct NewJob<'a> {
     pub max_attempts: u32,
     /// Idempotency key; default the job id.
     pub idempotency_key: Option<String>,
+    /// The object it works on.
+    pub subject: &'a str,
 }
 
 /// Inserts a queued, unassigned job.
@@ -81,7 +83,7 @@ pub async fn insert(c: &mut SqliteConnection, j: NewJob<'_>) -> Result<String> {
     let key = j.idempotency_key.unwrap_or_else(|| id.clone());
     sqlx::query(
         "INSERT INTO jobs (id, kind, spec, state, target_server, tried, attempts, max_attempts, lease_ms, \
-         idempotency_key, created_at_ms) VALUES ($1, $2, $3, 'queued', $4, '', 0, $5, $6, $7, $8)",
+         idempotency_key, created_at_ms, subject) VALUES ($1, $2, $3, 'queued', $4, '', 0, $5, $6, $7, $8, $9)",
     )
     .bind(&id)
     .bind(j.kind.as_str())
@@ -91,6 +93,7 @@ pub async fn insert(c: &mut SqliteConnection, j: NewJob<'_>) -> Result<String> {
     .bind(j.lease_ms)
     .bind(&key)
     .bind(now_ms())
+    .bind(j.subject)
     .execute(&mut *c)
     .await
     .map_err(Error::db("insert job"))?;
