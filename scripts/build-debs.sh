@@ -118,11 +118,11 @@ finish() {
     printf '%-48s %8s bytes\n' "$deb" "$(stat -c %s "$deb")"
 }
 
-# service PACKAGE USER HOME GECOS EXTRA_GROUPS PORTS RESTORECON PURGE_DIRS OTHER
+# service_scripts USER HOME GECOS EXTRA_GROUPS PORTS RESTORECON PURGE_DIRS OTHER PURGE_IF_EMPTY
 service_scripts() {
     local vars=(
         "PKG=$pkg" "USER=$1" "HOME=$2" "GECOS=$3" "EXTRA_GROUPS=$4" "PORTS=$5"
-        "RESTORECON=$6" "PURGE_DIRS=$7" "OTHER_PKG=$8"
+        "RESTORECON=$6" "PURGE_DIRS=$7" "OTHER_PKG=$8" "PURGE_IF_EMPTY=$9"
     )
     for script in postinst prerm postrm; do
         render "packaging/maintscripts/$script.in" "$pkgdir/DEBIAN/$script" "${vars[@]}"
@@ -143,7 +143,7 @@ put "$bin_dir/custody-agent" usr/sbin/custody-agent 0755
 man custody-agent 8
 service_scripts custody-agent /var/lib/custody "Custody agent" tss "$ports" \
     "/usr/sbin/custody-agent /etc/custody /var/lib/custody /var/log/custody" \
-    "/var/lib/custody /var/log/custody" custody-coordinator
+    "/var/lib/custody /var/log/custody" custody-coordinator /etc/custody/token-pin
 for f in agent/examples/*.toml; do
     [ -e "$f" ] && put "$f" "usr/share/doc/custody-agent/examples/$(basename "$f")" 0644
 done
@@ -160,7 +160,7 @@ put "$bin_dir/custody-coordinator" usr/sbin/custody-coordinator 0755
 man custody-coordinator 8
 service_scripts custody-coordinator /var/lib/custody-coordinator "Custody coordinator" "" "$ports" \
     "/usr/sbin/custody-coordinator /etc/custody /var/lib/custody-coordinator" \
-    "/var/lib/custody-coordinator" custody-agent
+    "/var/lib/custody-coordinator" custody-agent ""
 for f in coordinator/examples/*.toml; do
     [ -e "$f" ] && put "$f" "usr/share/doc/custody-coordinator/examples/$(basename "$f")" 0644
 done

@@ -44,6 +44,7 @@ expect() {
         return
     fi
     got=$(stat -c '%F %a %U %G' "$path")
+    got=${got/regular empty file/regular file}
     case "$type" in f) type="regular file" ;; d) type=directory ;; esac
     if [ "$got" = "$type $mode $owner $group" ]; then
         pass "$path ($mode $owner:$group)"
@@ -94,6 +95,7 @@ done
 id -nG custody-agent | tr ' ' '\n' | grep -qx tss && pass "custody-agent is in group tss" \
     || fail "custody-agent is not in group tss"
 expect /etc/custody d 755 root root
+expect /etc/custody/token-pin f 600 root root
 expect /var/lib/custody d 700 custody-agent custody-agent
 expect /var/lib/custody/staging d 700 custody-agent custody-agent
 expect /var/log/custody d 750 custody-agent custody-agent
