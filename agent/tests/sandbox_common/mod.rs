@@ -9,7 +9,14 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
 
-use custody_agent::sandbox::{LandlockRequirement, SandboxPlan, SeccompProfile};
+use custody_agent::sandbox::{
+    LANDLOCK_ABI_NETWORK, LandlockRequirement, SandboxPlan, SeccompProfile, kernel_abi,
+};
+
+/// The kernel's Landlock ABI, 0 without Landlock.
+pub fn landlock_abi() -> u32 {
+    kernel_abi().unwrap_or(0)
+}
 
 /// The variable that turns a re-executed test binary into a child case.
 pub const CHILD_ENV: &str = "CUSTODY_SANDBOX_TEST_CHILD";
@@ -122,6 +129,16 @@ pub fn dirs() -> Dirs {
     }
 }
 
+/// Landlock as the plans need it (ABI 4), or what this kernel has when it
+/// has less (a stock Debian bookworm kernel has ABI 2): the tests then check
+/// that the rest holds and that the network rows say "not enforceable".
+pub fn requirement() -> LandlockRequirement {
+    LandlockRequirement {
+        require: true,
+        min_abi: Some(landlock_abi().min(LANDLOCK_ABI_NETWORK)),
+    }
+}
+
 /// The main process's plan over `dirs`, allowing TCP to `ports`.
 pub fn main_plan(dirs: &Dirs, ports: &[u16]) -> SandboxPlan {
     let mut plan = SandboxPlan::new(TEST_USER, SeccompProfile::Main)
@@ -130,7 +147,7 @@ pub fn main_plan(dirs: &Dirs, ports: &[u16]) -> SandboxPlan {
     for &p in ports {
         plan = plan.tcp_connect(p);
     }
-    plan.landlock = LandlockRequirement::default();
+    plan.landlock = requirement();
     plan
 }
 
