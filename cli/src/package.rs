@@ -104,12 +104,14 @@ fn encrypt(
     let (src, len) = open_input(input)?;
     let staged = stage::Staged::create(output, 0o644)?;
     let bar = progress::Bar::new("encrypt", len);
-    stream::encrypt_parallel(
+    let tick = |n| bar.inc(n);
+    stream::encrypt_file_with_progress(
         &key,
         &header,
-        bar.wrap(src),
+        &src,
         staged.file(),
         threads.unwrap_or(0),
+        &tick,
     )
     .with_context(|| format!("encrypt {}", input.display()))?;
     bar.finish();
@@ -126,8 +128,10 @@ fn decrypt(
     let (src, len) = open_input(input)?;
     let staged = stage::Staged::create(output, 0o600)?;
     let bar = progress::Bar::new("decrypt", len);
-    let header = stream::decrypt_parallel(&key, bar.wrap(src), staged.file(), threads.unwrap_or(0))
-        .with_context(|| format!("decrypt {}", input.display()))?;
+    let tick = |n| bar.inc(n);
+    let header =
+        stream::decrypt_file_with_progress(&key, &src, staged.file(), threads.unwrap_or(0), &tick)
+            .with_context(|| format!("decrypt {}", input.display()))?;
     bar.finish();
     staged.commit()?;
     eprintln!(

@@ -2,7 +2,7 @@
 //! is large enough for it to matter.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 
 /// Inputs below this size get no bar.
 const MIN_LEN: u64 = 8 * 1024 * 1024;
@@ -24,10 +24,10 @@ impl Bar {
         Bar(Some(bar))
     }
 
-    pub fn wrap<R: Read + 'static>(&self, r: R) -> Box<dyn Read + '_> {
-        match &self.0 {
-            Some(bar) => Box::new(bar.wrap_read(r)),
-            None => Box::new(r),
+    /// Advances by `n` input bytes (callable from worker threads).
+    pub fn inc(&self, n: u64) {
+        if let Some(bar) = &self.0 {
+            bar.inc(n);
         }
     }
 

@@ -8,6 +8,7 @@
 //! when the call returned `Ok` — the CLI and the agent do exactly that.
 
 mod buf;
+mod file;
 mod parallel;
 mod serial;
 
@@ -16,6 +17,9 @@ use crate::package::{self, Header, LEAD_LEN};
 use crate::{EnvelopeError, SymmetricKey};
 use std::io::{Read, Write};
 
+pub use file::{
+    Progress, decrypt_file, decrypt_file_with_progress, encrypt_file, encrypt_file_with_progress,
+};
 pub use parallel::default_threads;
 
 /// Chunks per batch: 64 × 16 KiB = 1 MiB of plaintext, the unit a worker
