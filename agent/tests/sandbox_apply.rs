@@ -466,33 +466,11 @@ fn threads_first() {
     assert_eq!(value(&r, "euid"), "0");
 }
 
-fn setpriv(bounding_cleared: bool, case: &str, plan: &SandboxPlan) -> Command {
-    let inner = spawn_child(case, plan, "");
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        format!("--reuid={TEST_USER}"),
-        format!("--regid={TEST_USER}"),
-        "--init-groups".to_owned(),
-        "--inh-caps=-all".to_owned(),
-    ]);
-    if bounding_cleared {
-        cmd.arg("--bounding-set=-all");
-    }
-    cmd.arg("--").arg(inner.get_program());
-    for (k, v) in inner.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
-    cmd
-}
-
 fn already_user() {
     let (uid, gid) = test_user();
     let d = dirs();
     let plan = main_plan(&d, &[]);
-    let mut child = setpriv(true, "apply_then_wait", &plan).spawn().unwrap();
+    let mut child = setpriv(true, "apply_then_wait", &plan, "").spawn().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let r = read_until_ready(&mut out);
     assert_eq!(value(&r, "result"), "ok");
@@ -505,7 +483,7 @@ fn already_user() {
 fn bounding_left() {
     let d = dirs();
     let plan = main_plan(&d, &[]);
-    let mut child = setpriv(false, "apply_error", &plan).spawn().unwrap();
+    let mut child = setpriv(false, "apply_error", &plan, "").spawn().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let r = read_until_ready(&mut out);
     assert_eq!(value(&r, "error"), "BoundingSetNotEmpty");

@@ -39,7 +39,7 @@ pub use error::SandboxError;
 pub use identity::Identity;
 pub use plan::{
     LANDLOCK_ABI_NETWORK, LandlockRequirement, ResourceLimits, SandboxPlan, SeccompProfile,
-    name_resolution_paths, system_exec_paths,
+    name_resolution_paths, system_exec_paths, tpm_tcti_library_paths,
 };
 pub use ruleset::{LandlockReport, kernel_abi};
 pub use seccomp::allowed_syscalls;

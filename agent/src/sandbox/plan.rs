@@ -215,6 +215,38 @@ pub fn name_resolution_paths() -> Vec<PathBuf> {
     ])
 }
 
+/// The TPM2 software stack's TCTI libraries (`libtss2-tcti-*.so*`) found
+/// in the library directories here, resolved to the files themselves. The
+/// TSS loads one with `dlopen` each time it creates a TCTI context: a main
+/// plan whose TPM keystore creates contexts after the sandbox is applied
+/// (e.g. one per worker thread at start) needs them read-only.
+pub fn tpm_tcti_library_paths() -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from("/usr/lib"), PathBuf::from("/usr/lib64")];
+    if let Ok(entries) = std::fs::read_dir("/usr/lib") {
+        dirs.extend(
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with("-linux-gnu") && p.is_dir()),
+        );
+    }
+    let mut libs: Vec<PathBuf> = dirs
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|entries| entries.flatten())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("libtss2-tcti-") && name.contains(".so")
+        })
+        .filter_map(|e| e.path().canonicalize().ok())
+        .filter(|p| p.is_file())
+        .collect();
+    libs.sort();
+    libs.dedup();
+    libs
+}
+
 fn existing(candidates: &[&str]) -> Vec<PathBuf> {
     candidates
         .iter()

@@ -163,6 +163,32 @@ pub fn spawn_child(case: &str, plan: &SandboxPlan, arg: &str) -> Command {
     cmd
 }
 
+/// Like [`spawn_child`], but started the way systemd starts the agent: as
+/// the test user already (`setpriv`), with no inheritable capabilities and,
+/// when `bounding_cleared`, an empty bounding set
+/// (`CapabilityBoundingSet=`).
+pub fn setpriv(bounding_cleared: bool, case: &str, plan: &SandboxPlan, arg: &str) -> Command {
+    let inner = spawn_child(case, plan, arg);
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        format!("--reuid={TEST_USER}"),
+        format!("--regid={TEST_USER}"),
+        "--init-groups".to_owned(),
+        "--inh-caps=-all".to_owned(),
+    ]);
+    if bounding_cleared {
+        cmd.arg("--bounding-set=-all");
+    }
+    cmd.arg("--").arg(inner.get_program());
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    cmd
+}
+
 /// In a child: its plan and argument.
 pub fn child_plan() -> (SandboxPlan, String) {
     let plan = serde_json::from_str(&std::env::var(PLAN_ENV).unwrap()).unwrap();
