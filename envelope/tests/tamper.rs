@@ -122,6 +122,7 @@ fn stream_lengths(key: &SymmetricKey, pkg: &[u8], body_at: usize) -> (Vec<usize>
         let mut sink = Vec::new();
         assert!(stream::decrypt_stream(key, &pkg[..pkg.len() - 30], &mut sink).is_err());
     });
+    println!("one streamed refusal: {per:?}");
     if per * (pkg.len() as u32) / 2 < std::time::Duration::from_secs(BUDGET_SECS) {
         return ((0..pkg.len()).collect(), true);
     }
@@ -142,6 +143,7 @@ fn bits_to_flip(key: &SymmetricKey, pkg: &[u8], body_at: usize) -> (Vec<usize>, 
     let mut probe = pkg.to_vec();
     probe[body_at + 56 + 16400 + 100] ^= 1;
     let per = time_of(|| assert!(package::decrypt(key, &probe).is_err()));
+    println!("one whole-buffer refusal: {per:?}");
     let bits = pkg.len() * 8;
     if per * (bits as u32) / 2 < std::time::Duration::from_secs(BUDGET_SECS) {
         return ((0..bits).collect(), true);
