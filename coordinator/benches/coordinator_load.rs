@@ -115,9 +115,18 @@ struct Figures {
     p50_ms: u64,
     p99_ms: u64,
     max_ms: u64,
+    wait_p50_ms: u64,
+    wait_p99_ms: u64,
     deployments: usize,
     succeeded: usize,
     seconds: f64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 fn pct(v: &[u64], p: f64) -> u64 {
@@ -180,7 +189,7 @@ async fn phase(n: usize, seconds: u64, rate: u64) -> Figures {
     }
 
     // Every agent long-polls and answers; latency = now - issued_at_ms.
-    let lat: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::with_capacity(100_000)));
+    let lat: Arc<Mutex<Vec<(u64, u64)>>> = Arc::new(Mutex::new(Vec::with_capacity(100_000)));
     let mut pollers = vec![];
     for (id, client) in agents.iter().cloned() {
         let lat = lat.clone();
@@ -191,6 +200,7 @@ async fn phase(n: usize, seconds: u64, rate: u64) -> Figures {
                 client,
             };
             loop {
+                let sent = now_ms();
                 let r: Result<PollResponse, _> =
                     a.client.get("/v1/agent/jobs?wait=25&protocol=1").await;
                 let Ok(r) = r else {
@@ -198,13 +208,17 @@ async fn phase(n: usize, seconds: u64, rate: u64) -> Figures {
                     continue;
                 };
                 for job in r.jobs {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap()
-                        .as_millis() as i64;
-                    lat.lock()
-                        .unwrap()
-                        .push((now - job.issued_at_ms).max(0) as u64);
+                    // Dispatch latency: from the job's assignment while this
+                    // agent was waiting (or from its next poll, when it was
+                    // busy with an earlier job) to the agent holding it. The
+                    // second figure is assignment -> holding, which includes
+                    // queueing behind the agent's own earlier jobs.
+                    let now = now_ms();
+                    let from = job.issued_at_ms.max(sent);
+                    lat.lock().unwrap().push((
+                        (now - from).max(0) as u64,
+                        (now - job.issued_at_ms).max(0) as u64,
+                    ));
                     let out = a.output_for(&job);
                     let _ = a
                         .client
@@ -304,8 +318,11 @@ async fn phase(n: usize, seconds: u64, rate: u64) -> Figures {
     }
     let secs = t0.elapsed().as_secs_f64();
     let rss_peak = rss_kib(pid, "VmHWM:");
-    let mut v = lat.lock().unwrap().clone();
+    let pairs = lat.lock().unwrap().clone();
+    let mut v: Vec<u64> = pairs.iter().map(|p| p.0).collect();
     v.sort_unstable();
+    let mut w: Vec<u64> = pairs.iter().map(|p| p.1).collect();
+    w.sort_unstable();
     for p in pollers {
         p.abort();
     }
@@ -319,6 +336,8 @@ async fn phase(n: usize, seconds: u64, rate: u64) -> Figures {
         p50_ms: pct(&v, 0.5),
         p99_ms: pct(&v, 0.99),
         max_ms: v.last().copied().unwrap_or(0),
+        wait_p50_ms: pct(&w, 0.5),
+        wait_p99_ms: pct(&w, 0.99),
         deployments: total,
         succeeded,
         seconds: secs,
@@ -340,7 +359,7 @@ fn main() {
         "coordinator load: {rate} deployments/s (each: 1 prepare + 1 wrap and 1 deploy per target)"
     );
     println!(
-        "{:>7} {:>10} {:>10} {:>10} {:>7} {:>8} {:>8} {:>8} {:>12}",
+        "{:>7} {:>10} {:>10} {:>10} {:>7} {:>8} {:>8} {:>8} {:>13} {:>12}",
         "agents",
         "rss_empty",
         "rss_idle",
@@ -349,11 +368,12 @@ fn main() {
         "p50_ms",
         "p99_ms",
         "max_ms",
+        "queue_p50/p99",
         "deploys_ok"
     );
     for f in [&reference, &target] {
         println!(
-            "{:>7} {:>8}Mi {:>8}Mi {:>8}Mi {:>7} {:>8} {:>8} {:>8} {:>6}/{:<5} ({:.0}s)",
+            "{:>7} {:>8}Mi {:>8}Mi {:>8}Mi {:>7} {:>8} {:>8} {:>8} {:>6}/{:<6} {:>6}/{:<5} ({:.0}s)",
             f.agents,
             f.rss_empty_kib / 1024,
             f.rss_idle_kib / 1024,
@@ -362,11 +382,16 @@ fn main() {
             f.p50_ms,
             f.p99_ms,
             f.max_ms,
+            f.wait_p50_ms,
+            f.wait_p99_ms,
             f.succeeded,
             f.deployments,
             f.seconds
         );
     }
+    println!(
+        "p50/p99/max: assignment (or the agent's next poll, if it was busy) -> agent holds the job; queue: assignment -> agent holds the job"
+    );
     println!(
         "targets at {} agents: rss_peak <= 100 MiB: {}; p99 <= 50 ms: {}",
         target.agents,

@@ -12,8 +12,14 @@ use tokio::sync::Notify;
 
 struct Entry {
     last_seen_ms: i64,
+    /// `last_seen_ms` as last written to the database.
+    flushed_ms: i64,
     notify: Arc<Notify>,
 }
+
+/// A last-seen time is written to the database again only after it moved
+/// this much, so 1,000 polling agents do not turn into 1,000 writes per flush.
+const FLUSH_GRANULARITY_MS: i64 = 10_000;
 
 /// The registry.
 pub struct Presence {
@@ -37,6 +43,7 @@ impl Presence {
     fn entry<'m>(m: &'m mut HashMap<String, Entry>, id: &str) -> &'m mut Entry {
         m.entry(id.to_string()).or_insert_with(|| Entry {
             last_seen_ms: 0,
+            flushed_ms: 0,
             notify: Arc::new(Notify::new()),
         })
     }
@@ -52,6 +59,7 @@ impl Presence {
         self.with(|m| {
             let e = Self::entry(m, id);
             e.last_seen_ms = e.last_seen_ms.max(last_seen_ms);
+            e.flushed_ms = e.last_seen_ms;
         });
     }
 
@@ -103,12 +111,19 @@ impl Presence {
         .unwrap_or(0)
     }
 
-    /// (id, last seen) of everyone, for the periodic flush.
-    pub fn snapshot(&self) -> Vec<(String, i64)> {
+    /// (id, last seen) of the servers whose last-seen time moved by at
+    /// least the flush granularity since the last call (or all, `force`).
+    pub fn snapshot(&self, force: bool) -> Vec<(String, i64)> {
         self.with(|m| {
-            m.iter()
-                .filter(|(_, e)| e.last_seen_ms > 0)
-                .map(|(k, e)| (k.clone(), e.last_seen_ms))
+            m.iter_mut()
+                .filter(|(_, e)| {
+                    e.last_seen_ms > e.flushed_ms
+                        && (force || e.last_seen_ms - e.flushed_ms >= FLUSH_GRANULARITY_MS)
+                })
+                .map(|(k, e)| {
+                    e.flushed_ms = e.last_seen_ms;
+                    (k.clone(), e.last_seen_ms)
+                })
                 .collect()
         })
         .unwrap_or_default()

@@ -153,7 +153,7 @@ async fn flush_presence(state: Arc<AppState>) {
             _ = tokio::time::sleep(Duration::from_secs(5)) => false,
             _ = shutdown.changed() => true,
         };
-        let seen = state.presence.snapshot();
+        let seen = state.presence.snapshot(stop);
         if !seen.is_empty() {
             let r = async {
                 let mut tx = state.begin().await?;
