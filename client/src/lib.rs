@@ -106,6 +106,10 @@ pub struct ClientConfig {
     pub token: Option<Zeroizing<String>>,
     /// Per-request timeout (long polls pass their own).
     pub timeout: Duration,
+    /// Host names resolved in advance: connections to them use these
+    /// addresses and no DNS lookup happens (the agent resolves the
+    /// coordinator before it sandboxes itself).
+    pub resolve: Vec<(String, Vec<std::net::SocketAddr>)>,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -114,6 +118,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("url", &self.url)
             .field("ca_fingerprint", &self.ca_fingerprint)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("resolve", &self.resolve)
             .finish()
     }
 }
@@ -126,6 +131,7 @@ impl ClientConfig {
             ca_fingerprint: ca_fingerprint.map(str::to_string),
             token: token.map(|t| Zeroizing::new(t.to_string())),
             timeout: Duration::from_secs(60),
+            resolve: Vec::new(),
         }
     }
 }
@@ -161,6 +167,9 @@ impl Client {
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("custody/", env!("CARGO_PKG_VERSION")));
+        for (host, addrs) in &cfg.resolve {
+            b = b.resolve_to_addrs(host, addrs);
+        }
         if cfg.url.starts_with("https://") {
             let fp = cfg.ca_fingerprint.as_deref().ok_or_else(|| {
                 ClientError::Config("an https URL needs the CA fingerprint".into())
