@@ -293,6 +293,18 @@ async fn master_key_is_lost_only_when_every_holder_is_removed() {
         .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::NoMasterKey));
 
+    // A key manager enabled now waits, visibly, to learn MK from a live holder.
+    let c = h.key_manager("km-c", 2).await;
+    assert!(c.poll(1).await.is_none());
+    let st: MasterKeyStatus = h.owner.get("/v1/master-key").await.unwrap();
+    assert_eq!(st.waiting, vec![c.id.clone()]);
+    let jobs = h.jobs().await;
+    assert!(
+        jobs.iter()
+            .any(|j| j["type"] == "share_master_key" && j["state"] == "waiting"),
+        "{jobs:?}"
+    );
+
     // The owner removes one holder: still fine. Then the other: lost.
     h.owner
         .delete(&format!("/v1/servers/{}", ids[0]))
@@ -305,14 +317,22 @@ async fn master_key_is_lost_only_when_every_holder_is_removed() {
         .await
         .unwrap();
     let st: MasterKeyStatus = h.owner.get("/v1/master-key").await.unwrap();
-    assert_eq!(st.state, "none");
+    // Lost; the remaining (enabled) key manager is asked for a new one.
     assert_eq!(st.lost.len(), 1);
+    assert_eq!(st.state, "creating");
+    assert_ne!(st.master_key_id.as_ref(), st.lost.first());
     let r: Release = h.owner.get(&format!("/v1/releases/{rel}")).await.unwrap();
     assert_eq!(r.state, ReleaseState::Undeployable);
     assert!(r.undeployable_reason.unwrap().contains("was lost"));
 
-    // A new key manager makes a new master key; the old release stays undeployable with that reason.
-    let c = h.key_manager("km-c", 2).await;
+    // The waiting key manager makes a new master key; the old release stays
+    // undeployable with that reason.
+    let jobs = h.jobs().await;
+    assert!(
+        jobs.iter()
+            .any(|j| j["type"] == "share_master_key" && j["state"] == "failed"),
+        "{jobs:?}"
+    );
     let job = c.poll(3).await.unwrap();
     assert!(matches!(job.payload, JobPayload::CreateMasterKey { .. }));
     c.answer(&job, c.output_for(&job)).await.unwrap();
