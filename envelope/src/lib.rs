@@ -15,6 +15,7 @@ pub mod ident;
 pub mod jwe;
 mod key;
 pub mod keylist;
+pub mod manifest;
 pub mod oaep;
 pub mod package;
 pub mod rng;

@@ -131,13 +131,29 @@ pub(super) fn run<R: Read, W: Write>(
     let in_batch = BATCH_CHUNKS * op.in_chunk();
     let depth = 2 * threads + 2;
 
-    // A body that fits in one batch is done inline: no threads, one buffer pair.
+    // A body of at most two batches is done inline: starting threads would
+    // cost more than it saves.
     let mut first = Buffers::new(op);
     let n = first.input.fill(|b| read_full(input, b))?;
     if n < in_batch {
         let w = op.apply(key, 0, first.input.get(n), &mut first.output, true)?;
         write_all(output, first.output.get(w))?;
         return Ok(op.plaintext_len(n, w));
+    }
+    let mut second = Buffers::new(op);
+    let n2 = second.input.fill(|b| read_full(input, b))?;
+    if n2 < in_batch {
+        let w = op.apply(key, 0, first.input.get(n), &mut first.output, false)?;
+        write_all(output, first.output.get(w))?;
+        let w2 = op.apply(
+            key,
+            BATCH_CHUNKS as u64,
+            second.input.get(n2),
+            &mut second.output,
+            true,
+        )?;
+        write_all(output, second.output.get(w2))?;
+        return Ok(op.plaintext_len(n, w) + op.plaintext_len(n2, w2));
     }
 
     let (job_tx, job_rx) = mpsc::channel::<Job>();
@@ -179,11 +195,18 @@ pub(super) fn run<R: Read, W: Write>(
             last: false,
             bufs: first,
         })?;
-        let mut allocated = 1;
+        send(Job {
+            seq: 1,
+            first_chunk: BATCH_CHUNKS as u64,
+            len: n2,
+            last: false,
+            bufs: second,
+        })?;
+        let mut allocated = 2;
         let mut free: Vec<Buffers> = Vec::with_capacity(depth);
         let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
-        let (mut next_read, mut next_write) = (1u64, 0u64);
-        let mut chunk = (n / op.in_chunk()) as u64;
+        let (mut next_read, mut next_write) = (2u64, 0u64);
+        let mut chunk = 2 * BATCH_CHUNKS as u64;
         let mut eof = false;
         let mut plaintext_len = 0u64;
 
