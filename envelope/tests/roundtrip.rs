@@ -160,9 +160,9 @@ fn threaded_paths_round_trip_many_batches() {
     // Over two batches, so the stream drivers start their worker threads.
     let key = SymmetricKey::from_bytes([6; 32]);
     let header = Header::new("a", "b", "c").unwrap();
-    for len in [3 * 64 * 16384, 5 * 64 * 16384 + 5] {
+    for len in [3 * 64 * 16384 + 5] {
         let plain: Vec<u8> = (0..len).map(|i| (i % 241) as u8).collect();
-        for threads in [1, 2, 4] {
+        for threads in [1, 3] {
             let mut pkg = Vec::new();
             stream::encrypt_parallel(&key, &header, Trickle(&plain, 300_000), &mut pkg, threads)
                 .unwrap();
