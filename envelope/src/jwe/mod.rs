@@ -4,7 +4,7 @@
 //!   `A256GCM`, to an RSA public key. Opening ([`open_wrapped`]) takes a
 //!   caller-supplied unwrap function: the private-key operation happens in
 //!   the HSM/TPM, never here.
-//! - [`seal`]: `dir` + `A256GCM` under a [`SymmetricKey`].
+//! - [`seal`]: `dir` + `A256GCM` under a [`SymmetricKey`](crate::SymmetricKey).
 //!
 //! Both carry their binding in the protected header: `kid` (the recipient's
 //! RFC 7638 thumbprint for `wrap`, the key's id for `seal`) and a
