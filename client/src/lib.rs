@@ -11,6 +11,7 @@
 //!   resumes with `Range` where a previous attempt stopped.
 #![forbid(unsafe_code)]
 
+mod agent;
 pub mod pin;
 mod transfer;
 

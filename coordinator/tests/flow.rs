@@ -221,6 +221,14 @@ async fn deployment_runs_prepare_wrap_deploy_and_succeeds() {
             custody_client::sha256_file(&dest).await.unwrap(),
             artifact.sha256
         );
+        // The checked download: resumes, then verifies size and digest.
+        std::fs::write(&dest, &pkg[..1000]).unwrap();
+        let sha = t.client.download_artifact(artifact, &dest).await.unwrap();
+        assert_eq!(sha, artifact.sha256);
+        // A corrupt partial file is caught by the digest check and removed.
+        std::fs::write(&dest, b"garbage").unwrap();
+        assert!(t.client.download_artifact(artifact, &dest).await.is_err());
+        assert!(!dest.exists());
         let _: () = t.client.post_unit(&format!("/v1/agent/jobs/{}/log", job.id), &serde_json::json!({"protocol": 1,
             "lines": [{"stream": "status", "line": "installing"}, {"stream": "stdout", "line": "SECRET=***"}]})).await.unwrap();
         t.answer(&job, t.output_for(&job)).await.unwrap();

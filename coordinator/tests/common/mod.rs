@@ -8,9 +8,7 @@ use custody_client::{Client, ClientConfig, ClientError};
 use custody_coordinator::{Config, server};
 use custody_envelope::jwe::{Binding, ProtectedHeader, Purpose};
 use custody_proto::apps::WrappedKey;
-use custody_proto::jobs::{
-    Job, JobFailure, JobOutput, JobPayload, JobResult, Outcome, PollResponse, ResultAck,
-};
+use custody_proto::jobs::{Job, JobFailure, JobOutput, JobPayload, ResultAck};
 use custody_proto::servers::{AgentRole, EnrollRequest, EnrollResponse, JoinToken};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -322,29 +320,14 @@ impl FakeAgent {
     }
 
     pub async fn poll(&self, wait: u64) -> Option<Job> {
-        let r: PollResponse = self
-            .client
-            .get(&format!(
-                "/v1/agent/jobs?wait={wait}&protocol={}",
-                custody_proto::PROTOCOL_VERSION
-            ))
+        self.client
+            .poll_job(Duration::from_secs(wait))
             .await
-            .unwrap();
-        r.jobs.into_iter().next()
+            .unwrap()
     }
 
     pub async fn answer(&self, job: &Job, output: JobOutput) -> Result<ResultAck, ClientError> {
-        self.client
-            .post(
-                &format!("/v1/agent/jobs/{}/result", job.id),
-                &JobResult {
-                    protocol: custody_proto::PROTOCOL_VERSION,
-                    idempotency_key: job.idempotency_key.clone(),
-                    attempt: job.attempt,
-                    outcome: Outcome::Succeeded { output },
-                },
-            )
-            .await
+        self.client.job_succeeded(job, output).await
     }
 
     pub async fn fail(
@@ -353,23 +336,12 @@ impl FakeAgent {
         code: &str,
         retryable: bool,
     ) -> Result<ResultAck, ClientError> {
-        self.client
-            .post(
-                &format!("/v1/agent/jobs/{}/result", job.id),
-                &JobResult {
-                    protocol: custody_proto::PROTOCOL_VERSION,
-                    idempotency_key: job.idempotency_key.clone(),
-                    attempt: job.attempt,
-                    outcome: Outcome::Failed {
-                        failure: JobFailure {
-                            code: code.into(),
-                            message: format!("{code} in test"),
-                            retryable,
-                        },
-                    },
-                },
-            )
-            .await
+        let failure = JobFailure {
+            code: code.into(),
+            message: format!("{code} in test"),
+            retryable,
+        };
+        self.client.job_failed(job, failure).await
     }
 
     /// A well-formed output for any job, as a real agent would shape it.
@@ -483,14 +455,7 @@ impl FakeAgent {
     }
 
     pub async fn heartbeat(&self) {
-        let _: serde_json::Value = self
-            .client
-            .post(
-                "/v1/agent/heartbeat",
-                &serde_json::json!({"protocol": custody_proto::PROTOCOL_VERSION}),
-            )
-            .await
-            .unwrap();
+        self.client.heartbeat("test").await.unwrap();
     }
 }
 
