@@ -4,12 +4,14 @@
 # default) vs `age -e|-d` with a generated X25519 recipient. One warm-up
 # run, then BENCH_RUNS (default 5) timed runs each; prints medians and the
 # ratio (age time / custody time: above 1 means custody is faster).
+# Runs are interleaved with a plain `date +%s.%N` clock (hyperfine would
+# time all of one tool, then all of the other, under different load).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${BENCH_RUNS:-5}
 SIZE_MIB=${BENCH_SIZE_MIB:-1024}
-for tool in age age-keygen hyperfine python3; do
+for tool in age age-keygen bc python3; do
   command -v "$tool" >/dev/null || { echo "bench-1-package: $tool is missing (make deps)" >&2; exit 1; }
 done
 
@@ -23,29 +25,46 @@ head -c 32 /dev/urandom >"$W/key"
 age-keygen -o "$W/age.key" 2>/dev/null
 RCPT=$(age-keygen -y "$W/age.key")
 
-echo "input: ${SIZE_MIB} MiB of random bytes on tmpfs ($W); $(nproc) cores; $RUNS runs after 1 warm-up"
+echo "input: ${SIZE_MIB} MiB of random bytes on tmpfs ($W); $(nproc) cores; $RUNS interleaved runs after 1 warm-up"
 ENC="$BIN package encrypt --key-file $W/key --account bench --app app --release r1 $W/in $W/c.pkg"
 DEC="$BIN package decrypt --key-file $W/key $W/c.pkg $W/c.out"
 AENC="age -e -r $RCPT -o $W/a.age $W/in"
 ADEC="age -d -i $W/age.key -o $W/a.out $W/a.age"
 
-hyperfine -N --style basic --warmup 1 --runs "$RUNS" --export-json "$W/enc.json" \
-  -n "custody encrypt" "$ENC" -n "age -e" "$AENC" >/dev/null
-hyperfine -N --style basic --warmup 1 --runs "$RUNS" --export-json "$W/dec.json" \
-  -n "custody decrypt" "$DEC" -n "age -d" "$ADEC" >/dev/null
+# Interleaved runs (custody, age, custody, age, …) so both see the same
+# background load; one untimed warm-up of each first.
+t() { # label command…: run once, append "label seconds" to $W/times
+  local label=$1 s e
+  shift
+  s=$(date +%s.%N)
+  "$@" >/dev/null 2>"$W/err" || { echo "bench: $label failed: $(cat "$W/err")" >&2; exit 1; }
+  e=$(date +%s.%N)
+  echo "$label $(echo "$e - $s" | bc)" >>"$W/times"
+}
+for c in "$ENC" "$AENC" "$DEC" "$ADEC"; do $c >/dev/null 2>&1; done
+: >"$W/times"
+for _ in $(seq "$RUNS"); do
+  t "enc custody" $ENC
+  t "enc age" $AENC
+  t "dec custody" $DEC
+  t "dec age" $ADEC
+done
 
 cmp -s "$W/in" "$W/c.out" || { echo "custody round trip differs!" >&2; exit 1; }
 cmp -s "$W/in" "$W/a.out" || { echo "age round trip differs!" >&2; exit 1; }
 
-python3 - "$W/enc.json" "$W/dec.json" "$SIZE_MIB" <<'PY'
-import json, sys
-size = int(sys.argv[3]) / 1024  # GiB
-for path in sys.argv[1:3]:
-    res = json.load(open(path))["results"]
-    (ours, ref) = res
-    print(f"{ours['command']:>16}: median {ours['median']:.3f} s  ({size / ours['median']:.2f} GiB/s)   "
-          f"[min {ours['min']:.3f} max {ours['max']:.3f}]")
-    print(f"{ref['command']:>16}: median {ref['median']:.3f} s  ({size / ref['median']:.2f} GiB/s)   "
-          f"[min {ref['min']:.3f} max {ref['max']:.3f}]")
-    print(f"{'ratio':>16}: custody is {ref['median'] / ours['median']:.2f}x as fast as age (target >= 2.00x)")
+python3 - "$W/times" "$SIZE_MIB" <<'PY'
+import statistics, sys
+size = int(sys.argv[2]) / 1024  # GiB
+runs = {}
+for line in open(sys.argv[1]):
+    op, tool, secs = line.split()
+    runs.setdefault((op, tool), []).append(float(secs))
+for op, what in (("enc", "encrypt"), ("dec", "decrypt")):
+    ours, ref = runs[(op, "custody")], runs[(op, "age")]
+    mo, mr = statistics.median(ours), statistics.median(ref)
+    print(f"custody {what}: median {mo:.3f} s ({size / mo:.2f} GiB/s)  min {min(ours):.3f}  max {max(ours):.3f}")
+    print(f"age     {what}: median {mr:.3f} s ({size / mr:.2f} GiB/s)  min {min(ref):.3f}  max {max(ref):.3f}")
+    print(f"  {what}: custody is {mr / mo:.2f}x as fast as age by median, {min(ref) / min(ours):.2f}x by best run (target >= 2.00x)")
 PY
+echo "(load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); other work on the machine skews both tools)"
