@@ -35,11 +35,19 @@ fn init(state: &std::path::Path) -> (String, String) {
 }
 
 fn run(state: &std::path::Path, notify: Option<&std::path::Path>) -> (Child, String) {
+    run_on(state, notify, "127.0.0.1:0")
+}
+
+fn run_on(
+    state: &std::path::Path,
+    notify: Option<&std::path::Path>,
+    listen: &str,
+) -> (Child, String) {
     let mut cmd = Command::new(BIN);
     cmd.args([
         "run",
         "--listen",
-        "127.0.0.1:0",
+        listen,
         "--metrics-listen",
         "127.0.0.1:0",
         "--state-dir",
@@ -173,4 +181,54 @@ fn example_config_parses_and_bad_ones_are_refused() {
         Config::parse("state_dir = \"/x\"\n[jobs]\nmax_attempts = 0\n", f),
         Err(ConfigError::Zero(_))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_between_hand_out_and_result_loses_nothing_and_does_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (fp, token) = init(&state);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let (mut child, url) = run_on(&state, None, &listen);
+    let h = common::Harness::light(&url, &fp, &token, tempfile::tempdir().unwrap());
+    let a = h.key_manager("km-a", 0).await;
+    let job = a.poll(5).await.expect("create master key job");
+    assert!(matches!(
+        job.payload,
+        custody_proto::jobs::JobPayload::CreateMasterKey { .. }
+    ));
+
+    // Crash with the job handed out and not answered, then come back.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (mut child, _) = run_on(&state, None, &listen);
+
+    let ack = a.answer(&job, a.output_for(&job)).await.unwrap();
+    assert!(ack.accepted && !ack.duplicate);
+    let st: custody_proto::servers::MasterKeyStatus = h.owner.get("/v1/master-key").await.unwrap();
+    assert_eq!(
+        (st.state.as_str(), st.holders.clone()),
+        ("active", vec![a.id.clone()])
+    );
+    let jobs = h.jobs().await;
+    let j = jobs.iter().find(|j| j["id"] == job.id.as_str()).unwrap();
+    assert_eq!(
+        (j["state"].as_str(), j["attempts"].as_u64()),
+        (Some("done"), Some(1))
+    );
+    assert!(a.poll(1).await.is_none(), "nothing is handed out twice");
+    assert!(a.answer(&job, a.output_for(&job)).await.unwrap().duplicate);
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
 }
