@@ -6,6 +6,7 @@
 //! adds `std::io` adapters and the std-thread parallel driver.
 #![forbid(unsafe_code)]
 
+pub mod approval;
 pub mod canonical;
 pub mod chunked;
 pub mod descriptor;
