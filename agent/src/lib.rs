@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod installer;
 pub mod keystore;
 pub mod logging;
 pub mod rng;

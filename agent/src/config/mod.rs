@@ -74,13 +74,66 @@ impl Default for StateConfig {
 }
 
 /// `[target]`: what a deploy may touch on this server.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     /// Absolute directories the administrator granted to the agent's user;
     /// releases install only beneath these. Empty: this server is no target.
     #[serde(default)]
     pub install_roots: Vec<PathBuf>,
+    /// Largest total size of a release's files, in bytes (default 4 GiB).
+    #[serde(default = "default_max_total_bytes")]
+    pub max_total_bytes: u64,
+    /// Most entries (files and directories) in a release (default 100000).
+    #[serde(default = "default_max_files")]
+    pub max_files: u64,
+    /// Largest single file of a release, in bytes (default 1 GiB); at most
+    /// `max_total_bytes`.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// A hook's time limit when its manifest gives none, in seconds
+    /// (default 300, at most 86400).
+    #[serde(default = "default_hook_timeout_secs")]
+    pub hook_timeout_secs: u64,
+}
+
+/// Default of `[target] max_total_bytes`: 4 GiB.
+pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 4 << 30;
+/// Default of `[target] max_files`.
+pub const DEFAULT_MAX_FILES: u64 = 100_000;
+/// Default of `[target] max_file_bytes`: 1 GiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
+/// Default of `[target] hook_timeout_secs`: 5 minutes.
+pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 300;
+/// Longest hook time limit `[target] hook_timeout_secs` accepts: one day.
+pub const MAX_HOOK_TIMEOUT_SECS: u64 = 86_400;
+
+fn default_max_total_bytes() -> u64 {
+    DEFAULT_MAX_TOTAL_BYTES
+}
+
+fn default_max_files() -> u64 {
+    DEFAULT_MAX_FILES
+}
+
+fn default_max_file_bytes() -> u64 {
+    DEFAULT_MAX_FILE_BYTES
+}
+
+fn default_hook_timeout_secs() -> u64 {
+    DEFAULT_HOOK_TIMEOUT_SECS
+}
+
+impl Default for TargetConfig {
+    fn default() -> Self {
+        Self {
+            install_roots: Default::default(),
+            max_total_bytes: default_max_total_bytes(),
+            max_files: default_max_files(),
+            max_file_bytes: default_max_file_bytes(),
+            hook_timeout_secs: default_hook_timeout_secs(),
+        }
+    }
 }
 
 /// `[sandbox]`: process hardening.
@@ -240,6 +293,23 @@ pub enum ConfigError {
     LogLevel {
         /// The value.
         level: String,
+    },
+    /// An install root is `/`, or not a plain absolute path (`.` or `..`
+    /// components).
+    #[error("[target] install_roots: {path} {reason}")]
+    InstallRoot {
+        /// The root as written.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A `[target]` size cap or time limit is out of range.
+    #[error("[target] {field} {reason}")]
+    TargetLimit {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
     },
 }
 

@@ -16,7 +16,9 @@ pub(super) fn validate(c: &AgentConfig) -> Result<(), ConfigError> {
     absolute("state.dir", &c.state.dir)?;
     for root in &c.target.install_roots {
         absolute("target.install_roots", root)?;
+        install_root(root)?;
     }
+    target_limits(&c.target)?;
     if !["error", "warn", "info", "debug", "trace"].contains(&c.log.level.as_str()) {
         return Err(ConfigError::LogLevel {
             level: c.log.level.clone(),
@@ -133,4 +135,43 @@ fn key_bits(field: &'static str, bits: u32) -> Result<(), ConfigError> {
     } else {
         Err(ConfigError::KeyBits { field, bits })
     }
+}
+
+/// An install root must be a plain absolute directory other than `/`.
+fn install_root(root: &Path) -> Result<(), ConfigError> {
+    use std::path::Component;
+    let err = |reason| ConfigError::InstallRoot {
+        path: root.to_owned(),
+        reason,
+    };
+    if root
+        .components()
+        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+    {
+        return Err(err("must not contain `.` or `..`"));
+    }
+    if !root.components().any(|c| matches!(c, Component::Normal(_))) {
+        return Err(err("must not be `/`"));
+    }
+    Ok(())
+}
+
+fn target_limits(t: &super::TargetConfig) -> Result<(), ConfigError> {
+    let err = |field, reason| Err(ConfigError::TargetLimit { field, reason });
+    if t.max_total_bytes == 0 {
+        return err("max_total_bytes", "must be at least 1");
+    }
+    if t.max_files == 0 {
+        return err("max_files", "must be at least 1");
+    }
+    if t.max_file_bytes == 0 {
+        return err("max_file_bytes", "must be at least 1");
+    }
+    if t.max_file_bytes > t.max_total_bytes {
+        return err("max_file_bytes", "must not exceed max_total_bytes");
+    }
+    if t.hook_timeout_secs == 0 || t.hook_timeout_secs > super::MAX_HOOK_TIMEOUT_SECS {
+        return err("hook_timeout_secs", "must be between 1 and 86400");
+    }
+    Ok(())
 }
