@@ -307,6 +307,20 @@ fn failed_hooks() {
             .iter()
             .any(|l| l.contains("post_install failed"))
     );
+
+    // A post_install that cannot start: files in place, report failed.
+    let v5 = Tar::new()
+        .manifest(&manifest(
+            &dest,
+            "\"**\"",
+            "[hooks.post_install]\ncommand = [\"no-such-program-here\"]\n",
+        ))
+        .file("version", b"5\n")
+        .finish();
+    let report = install(&h, &d, "v5", &v5, vec![]).0.unwrap();
+    assert_eq!(report.outcome, InstallOutcome::PostInstallFailed);
+    assert_eq!(report.hooks[0].status, HookStatus::NotStarted);
+    assert_eq!(std::fs::read(dest.join("version")).unwrap(), b"5\n");
 }
 
 fn example_dir() -> PathBuf {
