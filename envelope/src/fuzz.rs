@@ -35,3 +35,8 @@ pub fn descriptor(data: &[u8]) -> Result<(), EnvelopeError> {
 pub fn keylist(data: &[u8]) -> Result<(), EnvelopeError> {
     crate::keylist::KeyList::from_json(data).map(|_| ())
 }
+
+/// A `custody.toml` manifest (parsed on the target from the package).
+pub fn manifest(data: &[u8]) -> Result<(), crate::manifest::ManifestError> {
+    crate::manifest::Manifest::from_bytes(data).map(|_| ())
+}

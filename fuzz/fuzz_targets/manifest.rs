@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| { let _ = custody_envelope::manifest::Manifest::from_bytes(data); });
+libfuzzer_sys::fuzz_target!(|data: &[u8]| { let _ = custody_envelope::fuzz::manifest(data); });
