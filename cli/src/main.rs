@@ -3,8 +3,12 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 mod config;
+mod key_managers;
 mod output;
 mod package;
+mod progress;
+mod publisher_key;
+mod secret_input;
 
 /// custody: push, deploy, approve, servers, audit.
 #[derive(Parser)]
@@ -42,6 +46,25 @@ enum Command {
     /// Export and verify the audit log.
     #[command(subcommand)]
     Audit(commands::audit::AuditCmd),
+    /// Make a publisher signing key for `custody push`; prints the public
+    /// half that targets pin.
+    Keygen(commands::keygen::KeygenArgs),
+    /// Create applications and make them secure.
+    #[command(subcommand)]
+    App(commands::apps::AppCmd),
+    /// An application's environments: target servers and variables.
+    #[command(subcommand)]
+    Env(commands::envs::EnvCmd),
+    /// Package a directory as an encrypted, signed release and upload it.
+    Push(commands::push::PushArgs),
+    /// An application's releases.
+    #[command(subcommand)]
+    Releases(commands::releases::ReleasesCmd),
+    /// Deploy a release to an environment.
+    Deploy(commands::deploy::DeployArgs),
+    /// Deployments: list, show, follow.
+    #[command(subcommand)]
+    Deployments(commands::deployments::DeploymentsCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +78,13 @@ fn main() -> std::process::ExitCode {
         Command::Groups(c) => ctx.block_on(commands::groups::run(&ctx, c)),
         Command::Servers(c) => ctx.block_on(commands::servers::run(&ctx, c)),
         Command::Audit(c) => ctx.block_on(commands::audit::run(&ctx, c)),
+        Command::Keygen(a) => commands::keygen::run(&ctx, a),
+        Command::App(c) => ctx.block_on(commands::apps::run(&ctx, c)),
+        Command::Env(c) => ctx.block_on(commands::envs::run(&ctx, c)),
+        Command::Push(a) => ctx.block_on(commands::push::run(&ctx, a)),
+        Command::Releases(c) => ctx.block_on(commands::releases::run(&ctx, c)),
+        Command::Deploy(a) => ctx.block_on(commands::deploy::run(&ctx, a)),
+        Command::Deployments(c) => ctx.block_on(commands::deployments::run(&ctx, c)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

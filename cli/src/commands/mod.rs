@@ -1,9 +1,16 @@
 //! One module per command family; [`Ctx`] holds the global options and
 //! builds the API client from the login file.
 
+pub mod apps;
 pub mod audit;
+pub mod deploy;
+pub mod deployments;
+pub mod envs;
 pub mod groups;
+pub mod keygen;
 pub mod login;
+pub mod push;
+pub mod releases;
 pub mod servers;
 pub mod tokens;
 pub mod users;
