@@ -43,6 +43,135 @@ pub struct Config {
     /// Failed-authentication limit.
     #[serde(default)]
     pub auth_rate_limit: RateLimitConfig,
+    /// Outgoing email (SMTP). Absent: no email is sent; webhooks still are.
+    #[serde(default)]
+    pub email: Option<EmailConfig>,
+    /// Delivery of notifications (email and webhooks) from the outbox.
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (required); default port 587.
+    Starttls,
+    /// TLS from the first byte (SMTPS); default port 465.
+    Tls,
+    /// No TLS at all: only to a loopback address (a local relay); default port 25.
+    Plain,
+}
+
+/// SMTP settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// Mail server host name (checked against its certificate) or address.
+    pub host: String,
+    /// Port; default from `security`.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls`, or `plain` (loopback only).
+    #[serde(default = "default_security")]
+    pub security: SmtpSecurity,
+    /// Sender, e.g. `Custody <custody@example.com>`.
+    pub from: String,
+    /// File holding the SMTP user name on its first line and the password
+    /// on its second; must not be readable by group or others.
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    /// PEM file of the CA certificates to trust for the mail server;
+    /// default `notifications.ca_file`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Seconds one delivery attempt may take.
+    #[serde(default = "d10")]
+    pub timeout_seconds: u64,
+}
+
+impl EmailConfig {
+    /// The port in use.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.security {
+            SmtpSecurity::Starttls => 587,
+            SmtpSecurity::Tls => 465,
+            SmtpSecurity::Plain => 25,
+        })
+    }
+}
+
+/// Outbox delivery: retries with exponential backoff, timeouts, links.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// Delay before the first retry, milliseconds; doubles on every retry.
+    #[serde(default = "d5000")]
+    pub retry_initial_ms: u64,
+    /// Longest delay between retries, milliseconds.
+    #[serde(default = "d600000")]
+    pub retry_max_ms: u64,
+    /// Attempts before a notification is given up (`failed`).
+    #[serde(default = "d12")]
+    pub max_attempts: u32,
+    /// How often the outbox is looked at when nothing woke it, milliseconds.
+    #[serde(default = "d2000")]
+    pub poll_interval_ms: u64,
+    /// Seconds one webhook request may take.
+    #[serde(default = "d10")]
+    pub webhook_timeout_seconds: u64,
+    /// Base URL of the deployment links in notifications
+    /// (`{console_url}/deployments/{id}`); default `public_url`.
+    #[serde(default)]
+    pub console_url: Option<String>,
+    /// PEM file of the CA certificates trusted for `https` webhooks (and
+    /// SMTP unless `email.ca_file` is set).
+    #[serde(default = "default_ca_file")]
+    pub ca_file: PathBuf,
+}
+
+fn default_security() -> SmtpSecurity {
+    SmtpSecurity::Starttls
+}
+fn default_ca_file() -> PathBuf {
+    PathBuf::from("/etc/ssl/certs/ca-certificates.crt")
+}
+fn d10() -> u64 {
+    10
+}
+fn d12() -> u32 {
+    12
+}
+fn d2000() -> u64 {
+    2000
+}
+fn d5000() -> u64 {
+    5000
+}
+fn d600000() -> u64 {
+    600_000
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        NotificationsConfig {
+            retry_initial_ms: d5000(),
+            retry_max_ms: d600000(),
+            max_attempts: d12(),
+            poll_interval_ms: d2000(),
+            webhook_timeout_seconds: d10(),
+            console_url: None,
+            ca_file: default_ca_file(),
+        }
+    }
+}
+
+/// True for `localhost` and loopback IP addresses.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// PEM files.
@@ -221,6 +350,9 @@ pub enum ConfigError {
     /// A numeric setting is out of range.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    /// SMTP without TLS to a host that is not a loopback address.
+    #[error("email.security = \"plain\" is only allowed to a loopback host, not {0}")]
+    PlainSmtpNotLoopback(String),
 }
 
 impl Config {
@@ -257,6 +389,8 @@ impl Config {
             agents: AgentsConfig::default(),
             limits: Limits::default(),
             auth_rate_limit: RateLimitConfig::default(),
+            email: None,
+            notifications: NotificationsConfig::default(),
         }
     }
 
@@ -267,6 +401,12 @@ impl Config {
         }
         if !self.metrics_listen.ip().is_loopback() {
             return Err(ConfigError::MetricsNotLoopback(self.metrics_listen));
+        }
+        if let Some(e) = &self.email
+            && e.security == SmtpSecurity::Plain
+            && !is_loopback_host(&e.host)
+        {
+            return Err(ConfigError::PlainSmtpNotLoopback(e.host.clone()));
         }
         for (v, name) in [
             (
@@ -286,6 +426,30 @@ impl Config {
             (
                 self.agents.max_poll_wait_seconds,
                 "agents.max_poll_wait_seconds",
+            ),
+            (
+                self.notifications.retry_initial_ms,
+                "notifications.retry_initial_ms",
+            ),
+            (
+                self.notifications.retry_max_ms,
+                "notifications.retry_max_ms",
+            ),
+            (
+                u64::from(self.notifications.max_attempts),
+                "notifications.max_attempts",
+            ),
+            (
+                self.notifications.poll_interval_ms,
+                "notifications.poll_interval_ms",
+            ),
+            (
+                self.notifications.webhook_timeout_seconds,
+                "notifications.webhook_timeout_seconds",
+            ),
+            (
+                self.email.as_ref().map_or(1, |e| e.timeout_seconds),
+                "email.timeout_seconds",
             ),
         ] {
             if v == 0 {

@@ -1,11 +1,13 @@
-//! Deployments: the state machine (in one place: [`transition`]) and the
-//! job chain prepare → wrap per target → deploy per target.
+//! Deployments: the state machine (in one place: [`transition`], applied
+//! only through [`change_state`]) and the job chain prepare → wrap per
+//! target → deploy per target. The approval actions are in
+//! [`crate::approvals`].
 
 use crate::error::{Error, Result};
 use crate::jobspec::Spec;
 use crate::routing;
 use crate::state::Tx;
-use crate::store::{apps, deployments as dstore, envs, servers};
+use crate::store::{approvals as astore, apps, deployments as dstore, envs, servers};
 use custody_proto::ErrorCode;
 use custody_proto::apps::{DeploymentState as S, ReleaseState};
 use serde_json::json;
@@ -18,16 +20,20 @@ pub enum Event {
         /// Approval policy on.
         approval: bool,
     },
-    /// Approved, quorum met (approvals issue).
+    /// An approval completed the quorum.
     Approve,
-    /// Approved and asked to start (approvals issue).
+    /// An approval completed the quorum and an approver asked for the
+    /// deploy to start (approve and deploy).
     ApproveAndDeploy,
-    /// Declined (approvals issue).
+    /// An approver declined.
     Decline,
-    /// Started from `Approved` (approvals issue).
+    /// Started from `Approved` by an approver or the owner.
     Start,
-    /// Canceled before it started.
+    /// Canceled before it started (by a person, or its window ended).
     Cancel,
+    /// The approvals no longer cover it (the environment's servers changed,
+    /// or statements expired before the start): it needs approval again.
+    Reapprove,
     /// Every target succeeded.
     Succeed,
     /// A step or a target failed.
@@ -44,22 +50,39 @@ pub fn transition(from: Option<S>, ev: Event) -> Result<S> {
         (Some(S::PendingApproval), Event::Decline) => S::Declined,
         (Some(S::Approved), Event::Start) => S::InProgress,
         (Some(S::PendingApproval | S::Approved), Event::Cancel) => S::Canceled,
+        (Some(S::PendingApproval | S::Approved), Event::Reapprove) => S::PendingApproval,
         (Some(S::InProgress), Event::Succeed) => S::Succeeded,
         (Some(S::InProgress), Event::Fail) => S::Failed,
-        (from, ev) => {
-            let cur = from.map(|s| s.as_str()).unwrap_or("none");
-            return Err(Error::api_with(
-                ErrorCode::InvalidState,
-                format!("a deployment in state {cur} cannot take {ev:?}"),
-                json!({"state": cur}),
-            ));
-        }
+        (from, ev) => return Err(refused(from, ev)),
     };
     Ok(to)
 }
 
-/// Creates a deployment (checks release, master key, targets, variables)
-/// and, when no approval is needed, queues "prepare deployment".
+/// The 409 for an event the state does not allow: `details.state` is the
+/// current state.
+pub fn refused(from: Option<S>, ev: Event) -> Error {
+    let cur = from.map(|s| s.as_str()).unwrap_or("none");
+    let what = match ev {
+        Event::Create { .. } => "be created",
+        Event::Approve | Event::ApproveAndDeploy => "be approved",
+        Event::Decline => "be declined",
+        Event::Start => "be started",
+        Event::Cancel => "be canceled",
+        Event::Reapprove => "return to pending approval",
+        Event::Succeed => "succeed",
+        Event::Fail => "fail",
+    };
+    Error::api_with(
+        ErrorCode::InvalidState,
+        format!("a deployment in state {cur} cannot {what}"),
+        json!({"state": cur}),
+    )
+}
+
+/// Creates a deployment (checks release, master key, targets, variables).
+/// With an approval policy on the environment it waits in
+/// `pending_approval` (approvers are notified); otherwise it goes to
+/// `in_progress` and "prepare deployment" is queued.
 pub async fn create(
     tx: &mut Tx<'_>,
     actor_user: &str,
@@ -122,9 +145,30 @@ pub async fn create(
             )));
         }
     }
-    let state = transition(None, Event::Create { approval: false })?;
+    let policy = astore::policy(&mut tx.c, &env.id).await?;
+    let state = transition(
+        None,
+        Event::Create {
+            approval: policy.is_some(),
+        },
+    )?;
     let id = dstore::insert(
-        &mut tx.c, &app.id, release_id, &env.id, state, actor_user, &targets,
+        &mut tx.c,
+        dstore::NewDeployment {
+            app_id: &app.id,
+            release_id,
+            env_id: &env.id,
+            state,
+            created_by: actor_user,
+            targets: &targets,
+            approval: policy.as_ref().map(|p| dstore::DeploymentPolicy {
+                group_id: p.group_id.clone(),
+                quorum: p.quorum,
+                allow_self_approval: p.allow_self_approval,
+                window_seconds: p.window_seconds,
+                deadline_ms: 0,
+            }),
+        },
     )
     .await?;
     tx.audit(
@@ -132,36 +176,69 @@ pub async fn create(
         "deployment.create",
         &format!("deployment:{id}"),
         "ok",
-        json!({"app": app.name, "release": release_id, "environment": env.name, "targets": targets, "state": state.as_str()}),
+        json!({"app": app.name, "release": release_id, "environment": env.name, "targets": targets,
+               "state": state.as_str(), "approval_required": policy.is_some(),
+               "quorum": policy.as_ref().map(|p| p.quorum)}),
     )
     .await?;
-    if state == S::InProgress {
-        routing::enqueue(
-            tx,
-            Spec::PrepareDeployment {
-                deployment_id: id.clone(),
-            },
-            &actor,
-        )
-        .await?;
-    }
+    entered(tx, &id, None, state, &actor, None).await?;
     Ok(id)
 }
 
-async fn set_state(tx: &mut Tx<'_>, id: &str, ev: Event, reason: Option<&str>) -> Result<()> {
+/// What follows entering `to`: "prepare deployment" is queued on entering
+/// `in_progress` (the only place it is, so no key-manager job exists for
+/// a deployment before it is in progress) and the change is announced.
+async fn entered(
+    tx: &mut Tx<'_>,
+    id: &str,
+    from: Option<S>,
+    to: S,
+    actor: &str,
+    message: Option<&str>,
+) -> Result<()> {
+    if to == S::InProgress {
+        routing::enqueue(
+            tx,
+            Spec::PrepareDeployment {
+                deployment_id: id.to_string(),
+            },
+            actor,
+        )
+        .await?;
+    }
+    crate::notify::deployment_changed(tx, id, from, to, actor, message).await
+}
+
+/// Applies `ev` to deployment `id` (refused with 409 and the current state
+/// when the state machine does not allow it), records it in the audit log
+/// with the actor and reason, and runs what follows ([`entered`]).
+pub async fn change_state(
+    tx: &mut Tx<'_>,
+    id: &str,
+    ev: Event,
+    actor: &str,
+    reason: Option<&str>,
+) -> Result<S> {
     let d = dstore::get(&mut tx.c, id)
         .await?
         .ok_or_else(|| Error::not_found("deployment"))?;
     let to = transition(Some(d.state), ev)?;
     dstore::set_state(&mut tx.c, id, to, reason).await?;
     tx.audit(
-        "coordinator",
+        actor,
         "deployment.state",
         &format!("deployment:{id}"),
         to.as_str(),
-        json!({"from": d.state.as_str(), "to": to.as_str(), "reason": reason}),
+        json!({"from": d.state.as_str(), "to": to.as_str(), "event": format!("{ev:?}"), "reason": reason}),
     )
-    .await
+    .await?;
+    entered(tx, id, Some(d.state), to, actor, reason).await?;
+    Ok(to)
+}
+
+async fn set_state(tx: &mut Tx<'_>, id: &str, ev: Event, reason: Option<&str>) -> Result<()> {
+    change_state(tx, id, ev, "coordinator", reason).await?;
+    Ok(())
 }
 
 /// Fails the whole deployment (and its unfinished targets).
@@ -282,38 +359,80 @@ pub async fn on_target_done(
 mod tests {
     use super::*;
 
+    const STATES: [S; 7] = [
+        S::PendingApproval,
+        S::Approved,
+        S::InProgress,
+        S::Succeeded,
+        S::Failed,
+        S::Declined,
+        S::Canceled,
+    ];
+    const EVENTS: [Event; 10] = [
+        Event::Create { approval: true },
+        Event::Create { approval: false },
+        Event::Approve,
+        Event::ApproveAndDeploy,
+        Event::Decline,
+        Event::Start,
+        Event::Cancel,
+        Event::Reapprove,
+        Event::Succeed,
+        Event::Fail,
+    ];
+
+    /// The whole table: every (state, event) pair not listed is refused
+    /// with invalid_state naming the current state.
     #[test]
-    fn state_machine_allows_only_listed_edges() {
-        assert_eq!(
-            transition(None, Event::Create { approval: false }).unwrap(),
-            S::InProgress
-        );
-        assert_eq!(
-            transition(None, Event::Create { approval: true }).unwrap(),
-            S::PendingApproval
-        );
-        assert_eq!(
-            transition(Some(S::InProgress), Event::Succeed).unwrap(),
-            S::Succeeded
-        );
-        assert_eq!(
-            transition(Some(S::Approved), Event::Start).unwrap(),
-            S::InProgress
-        );
-        for (from, ev) in [
-            (Some(S::Succeeded), Event::Fail),
-            (Some(S::Failed), Event::Succeed),
-            (Some(S::InProgress), Event::Approve),
-            (Some(S::Declined), Event::Start),
-            (Some(S::Canceled), Event::Cancel),
-        ] {
-            assert!(matches!(
-                transition(from, ev),
-                Err(Error::Api {
-                    code: ErrorCode::InvalidState,
-                    ..
-                })
-            ));
+    fn state_machine_allows_exactly_the_listed_edges() {
+        let allowed: &[(Option<S>, Event, S)] = &[
+            (None, Event::Create { approval: true }, S::PendingApproval),
+            (None, Event::Create { approval: false }, S::InProgress),
+            (Some(S::PendingApproval), Event::Approve, S::Approved),
+            (
+                Some(S::PendingApproval),
+                Event::ApproveAndDeploy,
+                S::InProgress,
+            ),
+            (Some(S::PendingApproval), Event::Decline, S::Declined),
+            (Some(S::PendingApproval), Event::Cancel, S::Canceled),
+            (
+                Some(S::PendingApproval),
+                Event::Reapprove,
+                S::PendingApproval,
+            ),
+            (Some(S::Approved), Event::Start, S::InProgress),
+            (Some(S::Approved), Event::Cancel, S::Canceled),
+            (Some(S::Approved), Event::Reapprove, S::PendingApproval),
+            (Some(S::InProgress), Event::Succeed, S::Succeeded),
+            (Some(S::InProgress), Event::Fail, S::Failed),
+        ];
+        let froms = std::iter::once(None).chain(STATES.iter().copied().map(Some));
+        let mut seen = 0;
+        for from in froms {
+            for ev in EVENTS {
+                let want = allowed
+                    .iter()
+                    .find(|(f, e, _)| *f == from && *e == ev)
+                    .map(|x| x.2);
+                match (transition(from, ev), want) {
+                    (Ok(to), Some(w)) => {
+                        assert_eq!(to, w, "{from:?} {ev:?}");
+                        seen += 1;
+                    }
+                    (Err(Error::Api { code, details, .. }), None) => {
+                        assert_eq!(code, ErrorCode::InvalidState, "{from:?} {ev:?}");
+                        let cur = from.map_or("none", |s| s.as_str());
+                        assert_eq!(details, Some(json!({"state": cur})));
+                    }
+                    (got, want) => panic!("{from:?} {ev:?}: got {got:?}, want {want:?}"),
+                }
+            }
+        }
+        assert_eq!(seen, allowed.len());
+        // Terminal states take nothing.
+        for s in STATES.iter().filter(|s| s.is_terminal()) {
+            assert!(EVENTS.iter().all(|e| transition(Some(*s), *e).is_err()));
         }
     }
 }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod approvals;
 pub mod artifacts;
 pub mod audit;
 pub mod auth;
@@ -20,6 +21,7 @@ pub mod jobspec;
 pub mod keys;
 pub mod masterkey;
 pub mod metrics;
+pub mod notify;
 pub mod presence;
 pub mod ratelimit;
 pub mod releases;

@@ -106,6 +106,8 @@ pub async fn start(config: Config) -> Result<Running> {
         config.auth_rate_limit.max_failures,
         Duration::from_secs(config.auth_rate_limit.window_seconds),
     );
+    let public_url = public_url.trim_end_matches('/').to_string();
+    let notifier = Arc::new(crate::notify::Notifier::new(&config, &public_url)?);
     let state = Arc::new(AppState {
         config,
         store,
@@ -115,12 +117,22 @@ pub async fn start(config: Config) -> Result<Running> {
         presence,
         metrics: Metrics::default(),
         limiter,
-        public_url: public_url.trim_end_matches('/').to_string(),
+        public_url,
         shutdown: shutdown_rx,
+        notifier,
     });
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(crate::routing::sweeper(state.clone())));
     tasks.push(tokio::spawn(flush_presence(state.clone())));
+    tasks.push(tokio::spawn(crate::approvals::window_sweeper(
+        state.clone(),
+    )));
+    for channel in [
+        crate::store::outbox::Channel::Email,
+        crate::store::outbox::Channel::Webhook,
+    ] {
+        tasks.push(tokio::spawn(crate::notify::drain(state.clone(), channel)));
+    }
     tasks.push(tokio::spawn(serve_api(
         listener,
         tls,

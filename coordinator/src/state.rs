@@ -35,6 +35,8 @@ pub struct AppState {
     pub public_url: String,
     /// Flips to true when shutdown starts.
     pub shutdown: watch::Receiver<bool>,
+    /// Email and webhook senders (the outbox drainers' side).
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 impl AppState {
@@ -45,6 +47,7 @@ impl AppState {
             state: self,
             audited: false,
             wake: Vec::new(),
+            outbox: false,
         })
     }
 }
@@ -56,6 +59,7 @@ pub struct Tx<'a> {
     state: &'a AppState,
     audited: bool,
     wake: Vec<String>,
+    outbox: bool,
 }
 
 impl Tx<'_> {
@@ -77,6 +81,11 @@ impl Tx<'_> {
     /// Wakes `server_id`'s long poll after commit.
     pub fn wake(&mut self, server_id: &str) {
         self.wake.push(server_id.to_string());
+    }
+
+    /// Wakes the notification senders after commit (outbox rows queued).
+    pub fn wake_outbox(&mut self) {
+        self.outbox = true;
     }
 
     /// The state this transaction belongs to.
@@ -101,6 +110,9 @@ impl Tx<'_> {
         })?;
         for s in &self.wake {
             self.state.presence.wake(s);
+        }
+        if self.outbox {
+            self.state.notifier.wake();
         }
         Ok(())
     }

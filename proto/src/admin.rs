@@ -10,7 +10,7 @@ pub enum Role {
     Owner,
     /// Pushes releases and creates deployments.
     Deployer,
-    /// Approves deployments (approvals issue).
+    /// Approves deployments (as a member of an environment's approver group).
     Approver,
 }
 
@@ -43,7 +43,7 @@ pub struct CreateUser {
     pub name: String,
     /// Roles; at least one.
     pub roles: Vec<Role>,
-    /// Where notifications go (approvals issue).
+    /// Where notifications go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
 }
@@ -60,6 +60,10 @@ pub struct User {
     /// Notification address.
     #[serde(default)]
     pub email: Option<String>,
+    /// Key id (base64url SHA-256) of the user's registered Ed25519
+    /// approval key, if any.
+    #[serde(default)]
+    pub approval_key_id: Option<String>,
     /// Unix seconds.
     pub created_at: i64,
 }

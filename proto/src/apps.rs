@@ -175,10 +175,13 @@ pub struct Environment {
     pub servers: Vec<String>,
     /// Variables.
     pub variables: Vec<Variable>,
+    /// Approval policy; absent: deployments start at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::approvals::ApprovalPolicy>,
 }
 
 /// Deployment states. The transitions live in one place in the coordinator
-/// (`deployments::transition`); the approvals issue adds the approval edges.
+/// (`deployments::transition`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentState {
@@ -285,6 +288,23 @@ pub struct Deployment {
     pub reason: Option<String>,
     /// Per-target progress.
     pub targets: Vec<TargetStatus>,
+    /// Approval progress, for deployments that need approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalSummary>,
+}
+
+/// Where a deployment that needs approval stands
+/// (`GET /v1/deployments/{id}/approvals` has every record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalSummary {
+    /// Approvals needed.
+    pub quorum: u32,
+    /// Approvals counting now.
+    pub counted: u32,
+    /// Canceled if not started by then, Unix seconds.
+    pub deadline_at: i64,
+    /// An approver asked for the deploy to start once the quorum is met.
+    pub deploy_requested: bool,
 }
 
 /// One stored log line of a deployment (`GET /v1/deployments/{id}/log`).

@@ -37,6 +37,13 @@ pub enum ErrorCode {
     MasterKeyLost,
     /// 422: the uploaded package's SHA-256 does not match the claimed one.
     DigestMismatch,
+    /// 400: an approval statement's signature does not verify with the
+    /// approver's registered key (or names another key).
+    InvalidSignature,
+    /// 400: an approval statement does not match the deployment (ids,
+    /// release, digest, environment, targets), the caller, or has expired;
+    /// `details.field` names the first mismatch.
+    StatementMismatch,
     /// 400: the join token is unknown, used or expired.
     JoinTokenInvalid,
     /// 400: the agent speaks a protocol version this coordinator does not.
@@ -72,6 +79,8 @@ impl ErrorCode {
             ErrorCode::NoMasterKey => "no_master_key",
             ErrorCode::MasterKeyLost => "master_key_lost",
             ErrorCode::DigestMismatch => "digest_mismatch",
+            ErrorCode::InvalidSignature => "invalid_signature",
+            ErrorCode::StatementMismatch => "statement_mismatch",
             ErrorCode::JoinTokenInvalid => "join_token_invalid",
             ErrorCode::UnsupportedProtocolVersion => "unsupported_protocol_version",
             ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
@@ -92,7 +101,9 @@ impl ErrorCode {
             ErrorCode::MalformedJson
             | ErrorCode::InvalidInput
             | ErrorCode::JoinTokenInvalid
-            | ErrorCode::UnsupportedProtocolVersion => 400,
+            | ErrorCode::UnsupportedProtocolVersion
+            | ErrorCode::InvalidSignature
+            | ErrorCode::StatementMismatch => 400,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::AlreadyExists
             | ErrorCode::InvalidState

@@ -11,12 +11,14 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod approvals;
 pub mod apps;
 pub mod audit;
 pub mod error;
 pub mod fixtures;
 pub mod ids;
 pub mod jobs;
+pub mod notify;
 pub mod servers;
 
 pub use custody_envelope::OaepHash;

@@ -4,13 +4,14 @@ use super::{ApiJson, json};
 use crate::auth::{AuthAny, AuthUser, TokenSecret};
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::users;
+use crate::store::{approvals as astore, users};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use custody_proto::admin::{
     AddMember, CreateGroup, CreateToken, CreateUser, Role, TokenCreated, WhoAmI,
 };
+use custody_proto::approvals::{SetApprovalKey, SetEmail};
 use custody_proto::{ErrorCode, Info, ids};
 use serde_json::json as j;
 use std::sync::Arc;
@@ -42,11 +43,7 @@ pub async fn create_user(
     if req.roles.is_empty() {
         return Err(Error::invalid("a user needs at least one role"));
     }
-    if req
-        .email
-        .as_ref()
-        .is_some_and(|e| e.len() > 254 || !e.contains('@'))
-    {
+    if req.email.as_deref().is_some_and(|e| !valid_email(e)) {
         return Err(Error::invalid("email is not an address"));
     }
     let mut tx = s.begin().await?;
@@ -232,4 +229,106 @@ pub async fn add_member(
         .ok_or_else(|| Error::not_found("group"))?;
     tx.commit().await?;
     Ok(json(g))
+}
+
+/// `PUT /v1/users/{user}/approval-key` (owner): registers the user's
+/// Ed25519 approval public key (replacing any earlier one: approvals
+/// signed with the old key stop counting).
+pub async fn set_approval_key(
+    State(s): State<Arc<AppState>>,
+    AuthUser(u): AuthUser,
+    Path(user): Path<String>,
+    ApiJson(req): ApiJson<SetApprovalKey>,
+) -> Result<Response> {
+    u.require(&[Role::Owner])?;
+    let key = custody_envelope::approval::parse_public_key(&req.public_key)
+        .map_err(|e| Error::invalid(e.to_string()))?;
+    let key_id = custody_envelope::approval::key_id(&key);
+    let mut tx = s.begin().await?;
+    let target = users::find_user(&mut *tx.c, &user)
+        .await?
+        .ok_or_else(|| Error::not_found("user"))?;
+    if let Some(other) = astore::key_holder(&mut tx.c, &key_id, &target.id).await? {
+        return Err(Error::api(
+            ErrorCode::AlreadyExists,
+            format!(
+                "this key is already registered for user {other}: every approver needs their own key"
+            ),
+        ));
+    }
+    astore::set_user_key(
+        &mut tx.c,
+        &target.id,
+        &custody_envelope::approval::public_key_hex(&key),
+        &key_id,
+    )
+    .await?;
+    tx.audit(
+        &u.actor(),
+        "user.set_approval_key",
+        &format!("user:{}", target.id),
+        "ok",
+        j!({"key_id": key_id}),
+    )
+    .await?;
+    let out = users::find_user(&mut *tx.c, &target.id)
+        .await?
+        .ok_or_else(|| Error::not_found("user"))?;
+    tx.commit().await?;
+    Ok(json(out))
+}
+
+/// `PUT /v1/users/{user}/email` (owner, or the user for themself).
+pub async fn set_email(
+    State(s): State<Arc<AppState>>,
+    AuthUser(u): AuthUser,
+    Path(user): Path<String>,
+    ApiJson(req): ApiJson<SetEmail>,
+) -> Result<Response> {
+    let mut tx = s.begin().await?;
+    let target = users::find_user(&mut *tx.c, &user)
+        .await?
+        .ok_or_else(|| Error::not_found("user"))?;
+    if target.id != u.id {
+        u.require(&[Role::Owner])?;
+    }
+    let email = req
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    if let Some(e) = email
+        && !valid_email(e)
+    {
+        return Err(Error::invalid("email is not an address"));
+    }
+    astore::set_email(&mut tx.c, &target.id, email).await?;
+    tx.audit(
+        &u.actor(),
+        "user.set_email",
+        &format!("user:{}", target.id),
+        "ok",
+        j!({"email": email}),
+    )
+    .await?;
+    let out = users::find_user(&mut *tx.c, &target.id)
+        .await?
+        .ok_or_else(|| Error::not_found("user"))?;
+    tx.commit().await?;
+    Ok(json(out))
+}
+
+/// A plausible single address: `local@domain`, no spaces, no controls,
+/// no angle brackets or commas (one recipient, no display name).
+fn valid_email(e: &str) -> bool {
+    let Some((local, domain)) = e.rsplit_once('@') else {
+        return false;
+    };
+    e.len() <= 254
+        && !local.is_empty()
+        && !domain.is_empty()
+        && !e
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"()[]\\".contains(c))
+        && e.parse::<lettre::Address>().is_ok()
 }

@@ -1,6 +1,7 @@
-//! Deployments: create (deployer), list, show, log.
+//! Deployments: create (deployer), list, show, log; the approval actions
+//! (approve, decline, start, cancel) and the approval records.
 
-use super::{ApiJson, json};
+use super::{ApiJson, OptionalJson, json};
 use crate::auth::AuthUser;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -9,6 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use custody_proto::admin::Role;
+use custody_proto::approvals::{ApproveDeployment, CancelDeployment, DeclineDeployment};
 use custody_proto::apps::CreateDeployment;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -25,7 +27,7 @@ pub async fn create(
     let d = dstore::get(&mut tx.c, &id)
         .await?
         .ok_or_else(|| Error::not_found("deployment"))?;
-    let v = dstore::public(&mut tx.c, &d).await?;
+    let v = crate::approvals::public(&mut tx.c, &s.account, &d).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, axum::Json(v)).into_response())
 }
@@ -34,7 +36,7 @@ pub async fn list(State(s): State<Arc<AppState>>, AuthUser(_u): AuthUser) -> Res
     let mut c = s.store.read.acquire().await.map_err(Error::db("acquire"))?;
     let mut out = Vec::new();
     for d in dstore::list(&mut c, 200).await? {
-        out.push(dstore::public(&mut c, &d).await?);
+        out.push(crate::approvals::public(&mut c, &s.account, &d).await?);
     }
     Ok(json(out))
 }
@@ -48,7 +50,9 @@ pub async fn show(
     let d = dstore::get(&mut c, &id)
         .await?
         .ok_or_else(|| Error::not_found("deployment"))?;
-    Ok(json(dstore::public(&mut c, &d).await?))
+    Ok(json(
+        crate::approvals::public(&mut c, &s.account, &d).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,5 +68,62 @@ pub async fn log(
 ) -> Result<Response> {
     Ok(json(
         dstore::log(&s.store.read, &id, q.after.unwrap_or(0)).await?,
+    ))
+}
+
+/// `GET /v1/deployments/{id}/approvals`.
+pub async fn approvals(
+    State(s): State<Arc<AppState>>,
+    AuthUser(_u): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let mut c = s.store.read.acquire().await.map_err(Error::db("acquire"))?;
+    Ok(json(crate::approvals::view(&mut c, &s.account, &id).await?))
+}
+
+/// `POST /v1/deployments/{id}/approve`.
+pub async fn approve(
+    State(s): State<Arc<AppState>>,
+    AuthUser(u): AuthUser,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ApproveDeployment>,
+) -> Result<Response> {
+    Ok(json(crate::approvals::approve(&s, &u, &id, &req).await?))
+}
+
+/// `POST /v1/deployments/{id}/decline`.
+pub async fn decline(
+    State(s): State<Arc<AppState>>,
+    AuthUser(u): AuthUser,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<DeclineDeployment>,
+) -> Result<Response> {
+    Ok(json(crate::approvals::decline(&s, &u, &id, &req).await?))
+}
+
+/// `POST /v1/deployments/{id}/start`.
+pub async fn start(
+    State(s): State<Arc<AppState>>,
+    AuthUser(u): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    Ok(json(crate::approvals::start(&s, &u, &id).await?))
+}
+
+/// `POST /v1/deployments/{id}/cancel` (body optional).
+pub async fn cancel(
+    State(s): State<Arc<AppState>>,
+    AuthUser(u): AuthUser,
+    Path(id): Path<String>,
+    OptionalJson(req): OptionalJson<CancelDeployment>,
+) -> Result<Response> {
+    Ok(json(crate::approvals::cancel(&s, &u, &id, &req).await?))
+}
+
+/// `GET /v1/approvals`: deployments waiting for the caller's approval.
+pub async fn pending(State(s): State<Arc<AppState>>, AuthUser(u): AuthUser) -> Result<Response> {
+    let mut c = s.store.read.acquire().await.map_err(Error::db("acquire"))?;
+    Ok(json(
+        crate::approvals::pending_for(&mut c, &s.account, &u).await?,
     ))
 }

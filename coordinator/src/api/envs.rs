@@ -6,11 +6,12 @@ use crate::auth::AuthUser;
 use crate::error::{Error, Result};
 use crate::jobspec::Spec;
 use crate::state::AppState;
-use crate::store::{apps, envs, servers};
+use crate::store::{approvals as astore, apps, envs, servers, users};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use custody_proto::admin::Role;
+use custody_proto::approvals::{ApprovalPolicy, MAX_WINDOW_SECONDS, SetApprovalPolicy};
 use custody_proto::apps::{AddEnvironmentServer, CreateEnvironment, Environment, SetVariable};
 use custody_proto::servers::AgentRole;
 use serde_json::json as j;
@@ -18,6 +19,16 @@ use sqlx::SqliteConnection;
 use std::sync::Arc;
 
 async fn view(c: &mut SqliteConnection, app: &str, env: &envs::EnvRow) -> Result<Environment> {
+    let approval = match astore::policy(c, &env.id).await? {
+        Some(p) => Some(ApprovalPolicy {
+            group: astore::group_name(c, &p.group_id).await?,
+            group_id: p.group_id,
+            quorum: p.quorum,
+            allow_self_approval: p.allow_self_approval,
+            window_seconds: p.window_seconds,
+        }),
+        None => None,
+    };
     Ok(Environment {
         id: env.id.clone(),
         app: app.to_string(),
@@ -28,6 +39,7 @@ async fn view(c: &mut SqliteConnection, app: &str, env: &envs::EnvRow) -> Result
             .iter()
             .map(|v| v.public())
             .collect(),
+        approval,
     })
 }
 
@@ -119,6 +131,7 @@ pub async fn add_server(
         j!({"server": srv.id}),
     )
     .await?;
+    crate::approvals::on_environment_servers_changed(&mut tx, &e.id, &u.actor()).await?;
     let v = view(&mut tx.c, &a.name, &e).await?;
     tx.commit().await?;
     Ok(json(v))
@@ -216,6 +229,123 @@ pub async fn set_variable(
             ));
         }
     }
+    let v = view(&mut tx.c, &a.name, &e).await?;
+    tx.commit().await?;
+    Ok(json(v))
+}
+
+async fn app_env(
+    tx: &mut crate::state::Tx<'_>,
+    app: &str,
+    env: &str,
+) -> Result<(custody_proto::apps::App, envs::EnvRow)> {
+    let a = apps::find_app(&mut *tx.c, app)
+        .await?
+        .ok_or_else(|| Error::not_found("app"))?;
+    let e = envs::find_env(&mut tx.c, &a.id, env)
+        .await?
+        .ok_or_else(|| Error::not_found("environment"))?;
+    Ok((a, e))
+}
+
+/// `DELETE /v1/apps/{app}/environments/{env}/servers/{server}` (owner).
+pub async fn remove_server(
+    State(s): State<Arc<AppState>>,
+    AuthUser(u): AuthUser,
+    Path((app, env, server)): Path<(String, String, String)>,
+) -> Result<Response> {
+    u.require(&[Role::Owner])?;
+    let mut tx = s.begin().await?;
+    let (a, e) = app_env(&mut tx, &app, &env).await?;
+    let srv = servers::find(&mut *tx.c, &server)
+        .await?
+        .ok_or_else(|| Error::not_found("server"))?;
+    if !astore::remove_env_server(&mut tx.c, &e.id, &srv.id).await? {
+        return Err(Error::not_found("server in this environment"));
+    }
+    tx.audit(
+        &u.actor(),
+        "environment.remove_server",
+        &format!("environment:{}", e.id),
+        "ok",
+        j!({"server": srv.id}),
+    )
+    .await?;
+    crate::approvals::on_environment_servers_changed(&mut tx, &e.id, &u.actor()).await?;
+    let v = view(&mut tx.c, &a.name, &e).await?;
+    tx.commit().await?;
+    Ok(json(v))
+}
+
+/// `PUT /v1/apps/{app}/environments/{env}/approval` (owner).
+pub async fn set_approval(
+    State(s): State<Arc<AppState>>,
+    AuthUser(u): AuthUser,
+    Path((app, env)): Path<(String, String)>,
+    ApiJson(req): ApiJson<SetApprovalPolicy>,
+) -> Result<Response> {
+    u.require(&[Role::Owner])?;
+    if req.quorum == 0 {
+        return Err(Error::invalid("quorum must be at least 1"));
+    }
+    if req.window_seconds == 0 || req.window_seconds > MAX_WINDOW_SECONDS {
+        return Err(Error::invalid(
+            "window_seconds must be between 1 and 2592000 (30 days)",
+        ));
+    }
+    let mut tx = s.begin().await?;
+    let (a, e) = app_env(&mut tx, &app, &env).await?;
+    let g = users::find_group(&mut tx.c, &req.group)
+        .await?
+        .ok_or_else(|| Error::not_found("group"))?;
+    if (g.members.len() as u64) < u64::from(req.quorum) {
+        return Err(Error::invalid(format!(
+            "quorum {} is more than the {} member(s) of group {}: add approvers first",
+            req.quorum,
+            g.members.len(),
+            g.name
+        )));
+    }
+    let p = astore::PolicyRow {
+        group_id: g.id.clone(),
+        quorum: req.quorum,
+        allow_self_approval: req.allow_self_approval,
+        window_seconds: req.window_seconds,
+    };
+    astore::set_policy(&mut tx.c, &e.id, &p).await?;
+    tx.audit(
+        &u.actor(),
+        "environment.set_approval",
+        &format!("environment:{}", e.id),
+        "ok",
+        j!({"group": g.id, "quorum": p.quorum, "allow_self_approval": p.allow_self_approval,
+            "window_seconds": p.window_seconds}),
+    )
+    .await?;
+    let v = view(&mut tx.c, &a.name, &e).await?;
+    tx.commit().await?;
+    Ok(json(v))
+}
+
+/// `DELETE /v1/apps/{app}/environments/{env}/approval` (owner): new
+/// deployments start at once; ones already waiting keep their policy.
+pub async fn clear_approval(
+    State(s): State<Arc<AppState>>,
+    AuthUser(u): AuthUser,
+    Path((app, env)): Path<(String, String)>,
+) -> Result<Response> {
+    u.require(&[Role::Owner])?;
+    let mut tx = s.begin().await?;
+    let (a, e) = app_env(&mut tx, &app, &env).await?;
+    let had = astore::clear_policy(&mut tx.c, &e.id).await?;
+    tx.audit(
+        &u.actor(),
+        "environment.clear_approval",
+        &format!("environment:{}", e.id),
+        if had { "ok" } else { "unchanged" },
+        j!({}),
+    )
+    .await?;
     let v = view(&mut tx.c, &a.name, &e).await?;
     tx.commit().await?;
     Ok(json(v))

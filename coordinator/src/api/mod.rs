@@ -8,6 +8,7 @@ mod apps;
 mod audit;
 mod deployments;
 mod envs;
+mod notify;
 mod servers;
 
 use crate::error::{Error, Result};
@@ -39,6 +40,31 @@ impl<T: serde::de::DeserializeOwned> FromRequest<Arc<AppState>> for ApiJson<T> {
             })?;
         serde_json::from_slice(&bytes)
             .map(ApiJson)
+            .map_err(|e| Error::api(ErrorCode::MalformedJson, format!("invalid JSON body: {e}")))
+    }
+}
+
+/// Like [`ApiJson`], but an empty body is `T::default()`.
+pub struct OptionalJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Default> FromRequest<Arc<AppState>> for OptionalJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self> {
+        let limit = state.config.limits.max_json_body_bytes;
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| {
+                Error::api(
+                    ErrorCode::PayloadTooLarge,
+                    format!("request body larger than {limit} bytes"),
+                )
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(OptionalJson)
             .map_err(|e| Error::api(ErrorCode::MalformedJson, format!("invalid JSON body: {e}")))
     }
 }
@@ -99,6 +125,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/users", post(admin::create_user).get(admin::list_users))
         .route("/v1/users/{user}", delete(admin::remove_user))
         .route(
+            "/v1/users/{user}/approval-key",
+            put(admin::set_approval_key),
+        )
+        .route("/v1/users/{user}/email", put(admin::set_email))
+        .route(
             "/v1/tokens",
             post(admin::create_token).get(admin::list_tokens),
         )
@@ -146,6 +177,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(envs::add_server),
         )
         .route(
+            "/v1/apps/{app}/environments/{env}/servers/{server}",
+            delete(envs::remove_server),
+        )
+        .route(
+            "/v1/apps/{app}/environments/{env}/approval",
+            put(envs::set_approval).delete(envs::clear_approval),
+        )
+        .route(
             "/v1/apps/{app}/environments/{env}/variables/{name}",
             put(envs::set_variable),
         )
@@ -155,6 +194,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/deployments/{id}", get(deployments::show))
         .route("/v1/deployments/{id}/log", get(deployments::log))
+        .route(
+            "/v1/deployments/{id}/approvals",
+            get(deployments::approvals),
+        )
+        .route("/v1/deployments/{id}/approve", post(deployments::approve))
+        .route("/v1/deployments/{id}/decline", post(deployments::decline))
+        .route("/v1/deployments/{id}/start", post(deployments::start))
+        .route("/v1/deployments/{id}/cancel", post(deployments::cancel))
+        .route("/v1/approvals", get(deployments::pending))
+        .route(
+            "/v1/webhooks",
+            post(notify::create_webhook).get(notify::list_webhooks),
+        )
+        .route("/v1/webhooks/{id}", delete(notify::remove_webhook))
+        .route("/v1/webhooks/{id}/deliveries", get(notify::deliveries))
+        .route("/v1/notifications", get(notify::notifications))
         .route("/v1/audit", get(audit::export))
         .route("/v1/agent/enroll", post(agent::enroll))
         .route("/v1/agent/heartbeat", post(agent::heartbeat))

@@ -159,6 +159,7 @@ pub async fn remove(
     let row = servers::find(&mut *tx.c, &server)
         .await?
         .ok_or_else(|| Error::not_found("server"))?;
+    let envs_of = crate::store::approvals::envs_with_server(&mut tx.c, &row.id).await?;
     servers::remove(&mut tx.c, &row.id).await?;
     tx.audit(
         &u.actor(),
@@ -168,6 +169,9 @@ pub async fn remove(
         j!({"name": row.name}),
     )
     .await?;
+    for env in envs_of {
+        crate::approvals::on_environment_servers_changed(&mut tx, &env, &u.actor()).await?;
+    }
     crate::routing::release_server_jobs(&mut tx, &row.id, true).await?;
     crate::masterkey::on_server_removed(&mut tx, &u.actor()).await?;
     tx.commit().await?;
@@ -191,6 +195,8 @@ pub struct JobInfo {
     id: String,
     #[serde(rename = "type")]
     kind: String,
+    /// The object the job works on (master key, release, variable or deployment id).
+    subject: String,
     state: String,
     assigned_server: Option<String>,
     attempts: u32,
@@ -208,6 +214,9 @@ pub async fn jobs(State(s): State<Arc<AppState>>, AuthUser(u): AuthUser) -> Resu
             .map(|(r, done_by, error)| JobInfo {
                 id: r.id,
                 kind: r.kind.as_str().into(),
+                subject: crate::jobspec::Spec::from_json(&r.spec)
+                    .map(|s| s.subject().to_string())
+                    .unwrap_or_default(),
                 state: if r.state == "queued" && r.assigned_server.is_none() {
                     "waiting".into()
                 } else {

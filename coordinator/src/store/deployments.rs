@@ -32,6 +32,23 @@ pub struct DeploymentRow {
     pub created_by: String,
     /// Created, ms.
     pub created_at_ms: i64,
+    /// The approval policy it was created under (None: no approval needed).
+    pub approval: Option<DeploymentPolicy>,
+}
+
+/// The approval policy a deployment was created under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentPolicy {
+    /// Approver group id.
+    pub group_id: String,
+    /// Approvals needed.
+    pub quorum: u32,
+    /// The deployer may approve their own deployment.
+    pub allow_self_approval: bool,
+    /// Window, seconds.
+    pub window_seconds: u64,
+    /// Canceled if not started by then, ms.
+    pub deadline_ms: i64,
 }
 
 const SELECT: &str = "SELECT d.*, a.name AS app_name, e.name AS env_name FROM deployments d \
@@ -53,36 +70,71 @@ fn from_row(r: &SqliteRow) -> Result<DeploymentRow> {
         sealed_deploy_key: r.get("sealed_deploy_key"),
         created_by: r.get("created_by"),
         created_at_ms: r.get("created_at_ms"),
+        approval: r
+            .get::<Option<String>, _>("approval_group_id")
+            .map(|group_id| DeploymentPolicy {
+                group_id,
+                quorum: r
+                    .get::<Option<i64>, _>("approval_quorum")
+                    .unwrap_or(1)
+                    .clamp(1, i64::from(u32::MAX)) as u32,
+                allow_self_approval: r
+                    .get::<Option<bool>, _>("allow_self_approval")
+                    .unwrap_or(false),
+                window_seconds: r
+                    .get::<Option<i64>, _>("approval_window_seconds")
+                    .unwrap_or(0)
+                    .max(0) as u64,
+                deadline_ms: r.get::<Option<i64>, _>("approval_deadline_ms").unwrap_or(0),
+            }),
     })
 }
 
+/// What a new deployment is.
+#[derive(Debug, Clone)]
+pub struct NewDeployment<'a> {
+    /// App id.
+    pub app_id: &'a str,
+    /// Release id.
+    pub release_id: &'a str,
+    /// Environment id.
+    pub env_id: &'a str,
+    /// First state.
+    pub state: DeploymentState,
+    /// Deployer.
+    pub created_by: &'a str,
+    /// Target servers.
+    pub targets: &'a [String],
+    /// Policy snapshot (deadline filled in from the window).
+    pub approval: Option<DeploymentPolicy>,
+}
+
 /// Inserts a deployment and its targets.
-pub async fn insert(
-    c: &mut SqliteConnection,
-    app_id: &str,
-    release_id: &str,
-    env_id: &str,
-    state: DeploymentState,
-    created_by: &str,
-    targets: &[String],
-) -> Result<String> {
+pub async fn insert(c: &mut SqliteConnection, n: NewDeployment<'_>) -> Result<String> {
     let id = new_id("dep");
     let now = now_ms();
+    let p = n.approval.as_ref();
     sqlx::query(
-        "INSERT INTO deployments (id, app_id, release_id, environment_id, state, created_by, created_at_ms, updated_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        "INSERT INTO deployments (id, app_id, release_id, environment_id, state, created_by, created_at_ms, updated_at_ms, \
+         approval_group_id, approval_quorum, allow_self_approval, approval_window_seconds, approval_deadline_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&id)
-    .bind(app_id)
-    .bind(release_id)
-    .bind(env_id)
-    .bind(state.as_str())
-    .bind(created_by)
+    .bind(n.app_id)
+    .bind(n.release_id)
+    .bind(n.env_id)
+    .bind(n.state.as_str())
+    .bind(n.created_by)
     .bind(now)
+    .bind(p.map(|p| p.group_id.clone()))
+    .bind(p.map(|p| i64::from(p.quorum)))
+    .bind(p.map(|p| p.allow_self_approval))
+    .bind(p.map(|p| p.window_seconds as i64))
+    .bind(p.map(|p| now.saturating_add((p.window_seconds as i64).saturating_mul(1000))))
     .execute(&mut *c)
     .await
     .map_err(Error::db("insert deployment"))?;
-    for t in targets {
+    for t in n.targets {
         sqlx::query("INSERT INTO deployment_targets (deployment_id, server_id, state) VALUES ($1, $2, 'pending')")
             .bind(&id)
             .bind(t)
@@ -145,7 +197,8 @@ pub async fn targets(
     )
 }
 
-/// Public view.
+/// Public view without the approval summary (`crate::approvals::public`
+/// adds it).
 pub async fn public(c: &mut SqliteConnection, d: &DeploymentRow) -> Result<Deployment> {
     Ok(Deployment {
         id: d.id.clone(),
@@ -157,6 +210,7 @@ pub async fn public(c: &mut SqliteConnection, d: &DeploymentRow) -> Result<Deplo
         created_at: d.created_at_ms / 1000,
         reason: d.reason.clone(),
         targets: targets(c, &d.id).await?.into_iter().map(|t| t.0).collect(),
+        approval: None,
     })
 }
 

@@ -2,10 +2,12 @@
 //! readers. Every multi-row change runs in one [`WriteTx`]; the audit entries
 //! it records commit (and are checkpointed) with it, or nothing does.
 
+pub mod approvals;
 pub mod apps;
 pub mod deployments;
 pub mod envs;
 pub mod jobs;
+pub mod outbox;
 pub mod servers;
 pub mod users;
 

@@ -27,6 +27,7 @@ fn user_from_row(r: &SqliteRow) -> User {
         name: r.get("name"),
         roles: parse_roles(&r.get::<String, _>("roles")),
         email: r.get("email"),
+        approval_key_id: r.get("approval_key_id"),
         created_at: r.get::<i64, _>("created_at_ms") / 1000,
     }
 }
@@ -62,6 +63,7 @@ pub async fn create_user(
         name: name.into(),
         roles: parse_roles(&roles_col(roles)),
         email: email.map(str::to_string),
+        approval_key_id: None,
         created_at: now / 1000,
     })
 }
