@@ -10,9 +10,21 @@ mod progress;
 mod publisher_key;
 mod secret_input;
 
+const GETTING_STARTED: &str = "\
+A secure release from scratch (owner):
+  custody login --url https://coordinator:8443 --ca-fingerprint FP --token TOKEN
+  custody servers join-token          # one per agent: custody-agent enroll ... --join-token T
+  custody servers enable-km km-1      # and a second key manager
+  custody app create web --secure
+  custody env create web dev
+  custody env add-server web dev web-1
+  custody keygen                      # pin the printed key in web-1's agent config
+  custody push ./release --app web --accept-new-key-manager --wait
+  custody deploy web --release REL --env dev --follow";
+
 /// custody: push, deploy, approve, servers, audit.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = GETTING_STARTED)]
 struct Cli {
     /// Login file (default: $XDG_CONFIG_HOME/custody/config.toml).
     #[arg(long, global = true, env = "CUSTODY_CONFIG")]
@@ -56,6 +68,14 @@ enum Command {
     #[command(subcommand)]
     Env(commands::envs::EnvCmd),
     /// Package a directory as an encrypted, signed release and upload it.
+    ///
+    /// Reads DIR/custody.toml, asks the coordinator for a release id, tars
+    /// the files the manifest selects (deterministically) and encrypts them
+    /// under a fresh release key on all cores, signs the release descriptor
+    /// with your publisher key, wraps the release key to every key manager
+    /// and uploads. Key managers not seen before are refused until you pass
+    /// --accept-new-key-manager (compare the fingerprints shown with
+    /// `custody-agent pubkey` on each). Prints the release id.
     Push(commands::push::PushArgs),
     /// An application's releases.
     #[command(subcommand)]

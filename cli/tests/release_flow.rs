@@ -126,6 +126,38 @@ async fn push_encrypts_signs_and_wraps_to_every_key_manager() {
     assert!(rs.is_empty(), "{rs:?}");
     assert!(h.artifact_files().is_empty());
 
+    // A push that fails after the release was created (the package is over
+    // the coordinator's 4 MiB limit) deletes the release again.
+    let huge = d.path().join("huge");
+    std::fs::create_dir_all(&huge).unwrap();
+    std::fs::write(
+        huge.join("custody.toml"),
+        "version = 1\ndestination = \"/srv/huge\"\ninclude = [\"*.bin\"]\n",
+    )
+    .unwrap();
+    let noise: Vec<u8> = (0..5 * 1024 * 1024u32)
+        .map(|i| (i * 7 % 256) as u8)
+        .collect();
+    std::fs::write(huge.join("big.bin"), noise).unwrap();
+    let c = cli.clone();
+    let e = blocking(move || {
+        c.err(&[
+            "push",
+            huge.to_str().unwrap(),
+            "--app",
+            "securekeys",
+            "--accept-new-key-manager",
+        ])
+    })
+    .await;
+    assert!(
+        e.contains("push failed; release") && e.contains("deleted"),
+        "{e}"
+    );
+    let rs: Vec<Release> = h.owner.get("/v1/apps/securekeys/releases").await.unwrap();
+    assert!(rs.is_empty(), "{rs:?}");
+    assert!(h.artifact_files().is_empty());
+
     let c = cli.clone();
     let s = src.clone();
     let (pushed, public) = blocking(move || {

@@ -228,7 +228,17 @@ pub async fn run(ctx: &Ctx, a: PushArgs) -> Result<()> {
         )
         .await
         .context("creating the release")?;
-    let (mut pushed, new) = match complete(ctx, &c, &a, &rc, sel, &signing, &known).await {
+    // Ctrl-C while packaging or uploading still deletes the release.
+    let interrupted = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let outcome = tokio::select! {
+        r = complete(ctx, &c, &a, &rc, sel, &signing, &known) => r,
+        () = interrupted => Err(anyhow::anyhow!("interrupted")),
+    };
+    let (mut pushed, new) = match outcome {
         Ok(x) => x,
         Err(e) => {
             let what = match c.delete(&format!("/v1/releases/{}", rc.release_id)).await {

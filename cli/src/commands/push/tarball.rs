@@ -332,6 +332,24 @@ mod tests {
     }
 
     #[test]
+    fn the_securekeys_example_packages() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/securekeys");
+        let sel = Selection::read(&dir).unwrap();
+        let es = entries(&write(&sel, Vec::new()).unwrap());
+        let names: Vec<(&str, u32)> = es.iter().map(|e| (e.0.as_str(), e.1)).collect();
+        assert_eq!(
+            names,
+            [
+                ("custody.toml", 0o644),
+                ("README.md", 0o644),
+                ("secret.cred.dev", 0o600),
+                ("secret.cred.prod", 0o600),
+                ("secret.cred.stage", 0o600),
+            ]
+        );
+    }
+
+    #[test]
     fn bad_manifests_are_refused() {
         let d = tree();
         std::fs::write(d.path().join("custody.toml"), "version = 2\n").unwrap();
