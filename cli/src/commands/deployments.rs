@@ -85,10 +85,25 @@ fn print_log(out: Out, names: &Names, lines: &[DeploymentLogLine]) {
     }
 }
 
+/// GET that rides out a coordinator restart or a network blip (transport
+/// errors and 5xx answers, up to about half a minute) while following.
+async fn get_patiently<T: serde::de::DeserializeOwned>(c: &Client, path: &str) -> Result<T> {
+    let mut tries = 0;
+    loop {
+        match c.get(path).await {
+            Ok(v) => return Ok(v),
+            Err(e) if tries < 15 && e.status().is_none_or(|s| s >= 500) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Fetches log lines after `after`; returns them (at most 5000 per call).
 async fn log_after(c: &Client, id: &str, after: i64) -> Result<Vec<DeploymentLogLine>> {
-    Ok(c.get(&format!("/v1/deployments/{id}/log?after={after}"))
-        .await?)
+    get_patiently(c, &format!("/v1/deployments/{id}/log?after={after}")).await
 }
 
 /// Prints the whole log.
@@ -130,7 +145,7 @@ pub async fn follow(c: &Client, id: &str, out: Out) -> Result<Deployment> {
         }
         print_log(out, &names, &lines);
         let full_page = lines.len() >= 5000;
-        let d: Deployment = c.get(&format!("/v1/deployments/{id}")).await?;
+        let d: Deployment = get_patiently(c, &format!("/v1/deployments/{id}")).await?;
         if state != Some(d.state) {
             state = Some(d.state);
             let note = match d.state {
