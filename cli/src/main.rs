@@ -1,6 +1,7 @@
 //! `custody`: the command line for people and CI.
 use clap::{Parser, Subcommand};
 
+mod approvals;
 mod commands;
 mod config;
 mod key_managers;
@@ -85,6 +86,13 @@ enum Command {
     /// Deployments: list, show, follow.
     #[command(subcommand)]
     Deployments(commands::deployments::DeploymentsCmd),
+    /// Deployments waiting for your approval.
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCmd),
+    /// Approve a deployment: signs a statement with your approval key.
+    Approve(approvals::ApproveArgs),
+    /// Decline a deployment, with a message for the deployer.
+    Decline(approvals::DeclineArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -105,6 +113,9 @@ fn main() -> std::process::ExitCode {
         Command::Releases(c) => ctx.block_on(commands::releases::run(&ctx, c)),
         Command::Deploy(a) => ctx.block_on(commands::deploy::run(&ctx, a)),
         Command::Deployments(c) => ctx.block_on(commands::deployments::run(&ctx, c)),
+        Command::Approvals(c) => ctx.block_on(approvals::run_approvals(&ctx, c)),
+        Command::Approve(a) => ctx.block_on(approvals::run_approve(&ctx, a)),
+        Command::Decline(a) => ctx.block_on(approvals::run_decline(&ctx, a)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -34,6 +34,9 @@ pub enum DeploymentsCmd {
         #[arg(long)]
         follow: bool,
     },
+    /// start, cancel (approvals).
+    #[command(flatten)]
+    Approval(crate::approvals::DeploymentActionCmd),
 }
 
 /// Server ids → names, for output (ids stay when the listing fails).
@@ -208,6 +211,7 @@ pub fn conclude(ctx: &Ctx, out: Out, names: &Names, d: &Deployment) -> Result<()
 pub async fn run(ctx: &Ctx, cmd: DeploymentsCmd) -> Result<()> {
     let c = ctx.client()?;
     match cmd {
+        DeploymentsCmd::Approval(a) => return crate::approvals::run_deployment(ctx, a).await,
         DeploymentsCmd::List { app, env } => {
             let ds: Vec<Deployment> = c.get("/v1/deployments").await?;
             let ds: Vec<Deployment> = ds
@@ -268,6 +272,9 @@ pub async fn run(ctx: &Ctx, cmd: DeploymentsCmd) -> Result<()> {
             ));
             out.line("targets:");
             print_targets(out, &names, &d);
+            if !ctx.json {
+                crate::approvals::print_approvals(&c, &d.id).await?;
+            }
             if log {
                 out.line("log:");
                 print_whole_log(&c, out, &names, &d.id).await?;

@@ -54,6 +54,9 @@ pub enum EnvCmd {
         /// Environment name.
         env: String,
     },
+    /// set-approval, clear-approval, remove-server (approvals).
+    #[command(flatten)]
+    Approval(crate::approvals::EnvApprovalCmd),
 }
 
 /// `custody env set-var` arguments.
@@ -241,6 +244,7 @@ async fn set_var(ctx: &Ctx, a: SetVarArgs) -> Result<()> {
 /// Runs it.
 pub async fn run(ctx: &Ctx, cmd: EnvCmd) -> Result<()> {
     match cmd {
+        EnvCmd::Approval(a) => return crate::approvals::run_env(ctx, a).await,
         EnvCmd::Create { app, env } => {
             let e: Environment = ctx
                 .client()?

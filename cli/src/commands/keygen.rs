@@ -17,6 +17,10 @@ pub struct KeygenArgs {
     /// deploying on targets that pin only the old public key).
     #[arg(long)]
     force: bool,
+    /// Make your approval key instead (approver.key beside the login file;
+    /// an owner registers its public half with `custody users set-key`).
+    #[arg(long)]
+    user: bool,
 }
 
 /// The default publisher key path: `publisher.key` beside the login file.
@@ -26,6 +30,9 @@ pub fn default_path(ctx: &Ctx) -> Result<PathBuf> {
 
 /// Runs it.
 pub fn run(ctx: &Ctx, a: KeygenArgs) -> Result<()> {
+    if a.user {
+        return crate::approvals::keys::keygen_user(ctx, a.out, a.force);
+    }
     let path = match a.out {
         Some(p) => p,
         None => default_path(ctx)?,

@@ -27,12 +27,16 @@ pub enum UsersCmd {
         /// Name or id.
         user: String,
     },
+    /// set-key, set-email (approvals).
+    #[command(flatten)]
+    Approval(crate::approvals::UserApprovalCmd),
 }
 
 /// Runs it.
 pub async fn run(ctx: &Ctx, cmd: UsersCmd) -> Result<()> {
     let c = ctx.client()?;
     match cmd {
+        UsersCmd::Approval(a) => return crate::approvals::run_user(ctx, a).await,
         UsersCmd::Add { name, roles, email } => {
             let mut rs = vec![];
             for r in roles {
