@@ -313,7 +313,7 @@ async fn secret_vars_and_deploy_follow() {
         (public, id)
     })
     .await;
-    // The release id allocated to learn the keys was deleted again.
+    // Setting a secret variable allocated no release: only the push made one.
     let rs: Vec<Release> = h.owner.get("/v1/apps/securekeys/releases").await.unwrap();
     assert_eq!(
         rs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),

@@ -13,8 +13,10 @@ use serde_json::json;
 
 /// The live key managers holding the current master key (the ones a push
 /// needs at least one of), and that key's id.
-pub async fn current_holders(tx: &mut Tx<'_>) -> Result<(String, Vec<servers::ServerRow>)> {
-    let mk = servers::current_master_key(&mut tx.c)
+pub async fn current_holders(
+    c: &mut sqlx::SqliteConnection,
+) -> Result<(String, Vec<servers::ServerRow>)> {
+    let mk = servers::current_master_key(&mut *c)
         .await?
         .filter(|m| m.state == "active")
         .ok_or_else(|| {
@@ -23,8 +25,8 @@ pub async fn current_holders(tx: &mut Tx<'_>) -> Result<(String, Vec<servers::Se
                 "no master key exists yet: enable a key manager first",
             )
         })?;
-    let holders = servers::holders(&mut tx.c, &mk.id).await?;
-    let kms = servers::key_managers(&mut tx.c).await?;
+    let holders = servers::holders(&mut *c, &mk.id).await?;
+    let kms = servers::key_managers(&mut *c).await?;
     Ok((
         mk.id,
         kms.into_iter()
@@ -90,7 +92,7 @@ pub async fn finalize(
             "the descriptor is bound to another account, app or release",
         ));
     }
-    let (mk, holders) = current_holders(&mut tx).await?;
+    let (mk, holders) = current_holders(&mut tx.c).await?;
     if rel.public.master_key_id.as_deref() != Some(mk.as_str()) {
         return Err(Error::api(
             ErrorCode::MasterKeyLost,

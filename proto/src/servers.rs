@@ -152,6 +152,17 @@ pub struct KeyManagerKey {
     pub fingerprint: String,
 }
 
+/// `GET /v1/master-key/holders`: the public keys of every key manager that
+/// holds the current master key — what a client wraps a release key or a
+/// secret variable to. The same list `POST /v1/apps/{app}/releases` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterKeyHolders {
+    /// The current master key's id.
+    pub master_key_id: String,
+    /// Every holder, live or not (a wrap to a holder that is down now is still useful later).
+    pub key_managers: Vec<KeyManagerKey>,
+}
+
 /// `GET /v1/master-key`: the bookkeeping, never a key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MasterKeyStatus {

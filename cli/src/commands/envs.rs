@@ -7,10 +7,8 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use custody_client::Client;
 use custody_envelope::jwe::{Binding, Purpose};
-use custody_proto::apps::{
-    AddEnvironmentServer, CreateEnvironment, Environment, ReleaseCreated, SetVariable,
-};
-use custody_proto::servers::Server;
+use custody_proto::apps::{AddEnvironmentServer, CreateEnvironment, Environment, SetVariable};
+use custody_proto::servers::MasterKeyHolders;
 use std::path::PathBuf;
 
 /// Subcommands.
@@ -111,58 +109,27 @@ fn print_env(ctx: &Ctx, e: &Environment) -> Result<()> {
     Ok(())
 }
 
-/// The keys of every key manager holding the master key, checked against
-/// the trust-on-first-use record. Returns them and the newly accepted ones.
-///
-/// The API hands out key-manager public keys only with a new release id
-/// (`POST /v1/apps/{app}/releases`). When the record already holds every
-/// holder's key no request is needed; otherwise a release id is allocated
-/// to learn the keys and deleted at once (both appear in the audit log).
+/// The keys of every key manager holding the master key
+/// (`GET /v1/master-key/holders`), each thumbprint recomputed from its PEM,
+/// checked against the trust-on-first-use record. Returns them and the newly
+/// accepted ones.
 async fn holder_keys(
     c: &Client,
-    app: &str,
     known: &Known,
     accept_new: bool,
 ) -> Result<(Vec<VerifiedKey>, Vec<VerifiedKey>)> {
-    let servers: Vec<Server> = c.get("/v1/servers").await?;
-    let holders: Vec<&Server> = servers.iter().filter(|s| s.holds_master_key).collect();
-    if holders.is_empty() {
+    let h: MasterKeyHolders = c
+        .get("/v1/master-key/holders")
+        .await
+        .context("asking for the key managers' keys")?;
+    if h.key_managers.is_empty() {
         bail!("no key manager holds the master key yet: enable two key managers first");
     }
-    let from_record: Option<Vec<VerifiedKey>> = holders
+    let keys = h
+        .key_managers
         .iter()
-        .map(|s| {
-            let k = known.get(&s.key_fingerprint)?;
-            VerifiedKey::from_api(&custody_proto::servers::KeyManagerKey {
-                server_id: s.id.clone(),
-                name: s.name.clone(),
-                public_key_pem: k.public_key_pem.clone(),
-                oaep_hashes: s.oaep_hashes.clone(),
-                fingerprint: s.key_fingerprint.clone(),
-            })
-            .ok()
-        })
-        .collect();
-    let keys = match from_record {
-        Some(keys) => keys,
-        None => {
-            let rc: ReleaseCreated = c
-                .post(&format!("/v1/apps/{app}/releases"), &serde_json::json!({}))
-                .await
-                .context("asking for the key managers' keys")?;
-            let deleted = c.delete(&format!("/v1/releases/{}", rc.release_id)).await;
-            if let Err(e) = deleted {
-                eprintln!(
-                    "custody: warning: could not delete release id {} allocated to learn the keys: {e}",
-                    rc.release_id
-                );
-            }
-            rc.key_managers
-                .iter()
-                .map(VerifiedKey::from_api)
-                .collect::<Result<Vec<_>, _>>()?
-        }
-    };
+        .map(VerifiedKey::from_api)
+        .collect::<Result<Vec<_>, _>>()?;
     let new = known.gate(&keys, accept_new)?;
     Ok((keys, new))
 }
@@ -205,7 +172,7 @@ async fn set_var(ctx: &Ctx, a: SetVarArgs) -> Result<()> {
         )?;
         let login = ctx.login()?;
         let mut known = Known::load(known_path(&ctx.config_path()?), &login.account)?;
-        let (keys, new) = holder_keys(&c, &app, &known, accept_new).await?;
+        let (keys, new) = holder_keys(&c, &known, accept_new).await?;
         let binding = Binding {
             purpose: Purpose::SecretVar,
             account: login.account.clone(),

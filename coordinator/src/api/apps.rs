@@ -126,7 +126,7 @@ pub async fn create_release(
             a.name
         )));
     }
-    let (mk, holders) = crate::releases::current_holders(&mut tx).await?;
+    let (mk, holders) = crate::releases::current_holders(&mut tx.c).await?;
     if !holders.iter().any(|h| s.presence.is_live(&h.id)) {
         return Err(Error::api(
             ErrorCode::NoMasterKey,

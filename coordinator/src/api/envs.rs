@@ -180,7 +180,7 @@ pub async fn set_variable(
             .await?;
         }
         (None, Some(wraps)) => {
-            let (mk, holders) = crate::releases::current_holders(&mut tx).await?;
+            let (mk, holders) = crate::releases::current_holders(&mut tx.c).await?;
             if wraps.is_empty() {
                 return Err(Error::invalid("wrapped must hold at least one wrap"));
             }

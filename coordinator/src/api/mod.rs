@@ -150,6 +150,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             put(servers::set_key_manager),
         )
         .route("/v1/master-key", get(servers::master_key))
+        .route("/v1/master-key/holders", get(servers::master_key_holders))
         .route("/v1/jobs", get(servers::jobs))
         .route("/v1/apps", post(apps::create_app).get(apps::list_apps))
         .route("/v1/apps/{app}", get(apps::show_app))

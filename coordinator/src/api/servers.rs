@@ -189,6 +189,19 @@ pub async fn master_key(
     Ok(json(st))
 }
 
+/// `GET /v1/master-key/holders`: the current holders' public keys.
+pub async fn master_key_holders(
+    State(s): State<Arc<AppState>>,
+    AuthUser(_u): AuthUser,
+) -> Result<Response> {
+    let mut c = s.store.read.acquire().await.map_err(Error::db("acquire"))?;
+    let (master_key_id, holders) = crate::releases::current_holders(&mut c).await?;
+    Ok(json(custody_proto::servers::MasterKeyHolders {
+        master_key_id,
+        key_managers: holders.iter().map(|h| h.key()).collect(),
+    }))
+}
+
 /// A job as listed (no payload).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct JobInfo {
