@@ -1,27 +1,25 @@
-//! `custody-agent`: parse args → load config → open the keystore → run.
+//! `custody-agent`: parse args → (config, keystore, sandbox, run: see
+//! `commands`). Internal subcommands first: the sandbox-check probe must
+//! run before anything else happens in the process.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use custody_agent::cli::Cli;
-use custody_agent::commands::{self, CommandError};
-use custody_agent::{config, keystore, logging};
+use custody_agent::cli::{Cli, Command};
+use custody_agent::{commands, sandbox};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    match cli.command {
+        Command::SandboxProbe => std::process::exit(sandbox::check::probe_main()),
+        Command::Installer => return custody_agent::installer::child_main(),
+        _ => {}
+    }
+    match commands::dispatch(&cli, &mut std::io::stdout().lock()) {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("custody-agent: {e}");
             ExitCode::FAILURE
         }
     }
-}
-
-fn run(cli: &Cli) -> Result<(), CommandError> {
-    let config = config::load(cli.config.as_deref())?;
-    logging::init(&config.log);
-    let opened = keystore::open(&config.keystore, &config.state.dir)?;
-    // (The sandbox goes here, between acquiring and starting.)
-    commands::run(&cli.command, opened, &mut std::io::stdout().lock())
 }

@@ -10,12 +10,13 @@ use super::{AgentConfig, ConfigError};
 /// The vendor location of the agent's configuration.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/custody/agent.toml";
 
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "keystore",
     "coordinator",
     "state",
     "target",
     "sandbox",
+    "jobs",
     "log",
 ];
 const KINDS: [&str; 3] = ["pkcs11", "tpm", "soft"];

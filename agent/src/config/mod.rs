@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 pub use crate::keystore::config::{KeyStoreConfig, PinSource, Pkcs11Config, SoftConfig, TpmConfig};
 pub use load::{DEFAULT_CONFIG_PATH, load, load_str};
+pub use validate::{coordinator as validate_coordinator, parse_publisher_key};
 
 /// The whole agent configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +37,9 @@ pub struct AgentConfig {
     /// Process hardening.
     #[serde(default)]
     pub sandbox: SandboxConfig,
+    /// How the agent takes jobs from the coordinator.
+    #[serde(default)]
+    pub jobs: JobsConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -73,6 +77,25 @@ impl Default for StateConfig {
     }
 }
 
+impl StateConfig {
+    /// The enrollment credential: `<dir>/credential.json` (mode 0600).
+    pub fn credential_path(&self) -> PathBuf {
+        self.dir.join("credential.json")
+    }
+
+    /// The private staging directory (0700): one subdirectory per
+    /// deployment while it is downloaded, verified and decrypted; emptied
+    /// after every deploy.
+    pub fn staging_dir(&self) -> PathBuf {
+        self.dir.join("staging")
+    }
+
+    /// Where a target records the deployments it installed (exactly once).
+    pub fn installs_dir(&self) -> PathBuf {
+        self.dir.join("installs")
+    }
+}
+
 /// `[target]`: what a deploy may touch on this server.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +104,11 @@ pub struct TargetConfig {
     /// releases install only beneath these. Empty: this server is no target.
     #[serde(default)]
     pub install_roots: Vec<PathBuf>,
+    /// Ed25519 public keys (64 hex digits each) of the publishers whose
+    /// signed release descriptors this target accepts. A deploy of a
+    /// release signed by any other key is refused.
+    #[serde(default)]
+    pub publisher_keys: Vec<String>,
     /// Largest total size of a release's files, in bytes (default 4 GiB).
     #[serde(default = "default_max_total_bytes")]
     pub max_total_bytes: u64,
@@ -128,6 +156,7 @@ impl Default for TargetConfig {
     fn default() -> Self {
         Self {
             install_roots: Default::default(),
+            publisher_keys: Default::default(),
             max_total_bytes: default_max_total_bytes(),
             max_files: default_max_files(),
             max_file_bytes: default_max_file_bytes(),
@@ -136,14 +165,38 @@ impl Default for TargetConfig {
     }
 }
 
-/// `[sandbox]`: process hardening.
+/// `[sandbox]`: process hardening (see `docs/HARDENING.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxConfig {
+    /// Apply the in-process sandbox at `run`. `false` only for development;
+    /// the agent then refuses to run as root.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
     /// Refuse to run when a part of the sandbox cannot be applied (kernel
-    /// without Landlock, seccomp refused …). `false` only for development.
+    /// without Landlock, or older than `landlock_min_abi`). `false` only for
+    /// development: what is not enforced is then logged as a warning.
     #[serde(default = "default_true")]
     pub require: bool,
+    /// The service user to run as. Default: the user the agent was started
+    /// as when that is not root (systemd's `User=`), else `custody-agent`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The primary group, when it is not the user's own.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// The lowest Landlock ABI accepted. Default: 4, the first with TCP
+    /// rules. 2 accepts a stock Debian bookworm kernel, where the unit's
+    /// `IPAddressAllow=` limits the network instead.
+    #[serde(default)]
+    pub landlock_min_abi: Option<u32>,
+    /// Extra paths the main process may read (absolute).
+    #[serde(default)]
+    pub read: Vec<PathBuf>,
+    /// Extra paths the main process may read and write (absolute), e.g. a
+    /// PKCS#11 module's token store that the agent cannot detect.
+    #[serde(default)]
+    pub read_write: Vec<PathBuf>,
 }
 
 fn default_true() -> bool {
@@ -152,9 +205,35 @@ fn default_true() -> bool {
 
 impl Default for SandboxConfig {
     fn default() -> Self {
-        Self { require: true }
+        Self {
+            enabled: true,
+            require: true,
+            user: None,
+            group: None,
+            landlock_min_abi: None,
+            read: Vec::new(),
+            read_write: Vec::new(),
+        }
     }
 }
+
+/// `[jobs]`: how the agent takes jobs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    /// How many key-manager jobs run at once (each holds one long poll).
+    /// Default: what the keystore can unwrap concurrently (the PKCS#11
+    /// session count; 1 for a TPM; the CPU count for the soft keystore).
+    #[serde(default)]
+    pub parallelism: Option<usize>,
+    /// Seconds a long poll waits for a job (the coordinator caps it).
+    /// Default 25.
+    #[serde(default)]
+    pub poll_wait_seconds: Option<u64>,
+}
+
+/// Most jobs an agent runs at once.
+pub const MAX_PARALLELISM: usize = 64;
 
 /// `[log]`: logging (to stderr, which systemd sends to the journal).
 #[derive(Debug, Clone, Deserialize)]
@@ -288,6 +367,30 @@ pub enum ConfigError {
     /// The CA fingerprint is not 64 hex digits.
     #[error("[coordinator] ca_fingerprint must be a SHA-256 fingerprint, 64 hex digits")]
     CaFingerprint,
+    /// A `[target] publisher_keys` entry is not an Ed25519 public key.
+    #[error("[target] publisher_keys[{index}] must be an Ed25519 public key, 64 hex digits")]
+    PublisherKey {
+        /// Position in the list.
+        index: usize,
+    },
+    /// A `[sandbox]` setting is out of range.
+    #[error("[sandbox] {field}: {reason}")]
+    Sandbox {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A `[jobs]` setting is out of range.
+    #[error("[jobs] {field} must be between 1 and {max} (got {value})")]
+    Jobs {
+        /// The field.
+        field: &'static str,
+        /// The value.
+        value: u64,
+        /// The upper bound.
+        max: u64,
+    },
     /// The log level is not one tracing knows.
     #[error("[log] level must be error, warn, info, debug or trace (got {level:?})")]
     LogLevel {

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use super::{AgentConfig, ConfigError, CoordinatorConfig};
+use super::{
+    AgentConfig, ConfigError, CoordinatorConfig, JobsConfig, MAX_PARALLELISM, SandboxConfig,
+};
 use crate::keystore::config::{KeyStoreConfig, PinSource};
 
 /// Most PKCS#11 sessions a pool may hold.
@@ -19,9 +21,81 @@ pub(super) fn validate(c: &AgentConfig) -> Result<(), ConfigError> {
         install_root(root)?;
     }
     target_limits(&c.target)?;
+    for (index, key) in c.target.publisher_keys.iter().enumerate() {
+        if parse_publisher_key(key).is_none() {
+            return Err(ConfigError::PublisherKey { index });
+        }
+    }
+    sandbox(&c.sandbox)?;
+    jobs(&c.jobs)?;
     if !["error", "warn", "info", "debug", "trace"].contains(&c.log.level.as_str()) {
         return Err(ConfigError::LogLevel {
             level: c.log.level.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// A publisher key as written in `[target] publisher_keys`: 64 hex digits
+/// of an Ed25519 public key.
+pub fn parse_publisher_key(text: &str) -> Option<custody_envelope::descriptor::PublisherKey> {
+    let mut raw = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut raw).ok()?;
+    custody_envelope::descriptor::PublisherKey::from_bytes(&raw).ok()
+}
+
+fn sandbox(s: &SandboxConfig) -> Result<(), ConfigError> {
+    for (field, name) in [("user", &s.user), ("group", &s.group)] {
+        match name.as_deref() {
+            Some("") => {
+                return Err(ConfigError::Sandbox {
+                    field,
+                    reason: "must not be empty",
+                });
+            }
+            Some("root") => {
+                return Err(ConfigError::Sandbox {
+                    field,
+                    reason: "the agent does not run as root",
+                });
+            }
+            _ => {}
+        }
+    }
+    if let Some(abi) = s.landlock_min_abi
+        && !(1..=64).contains(&abi)
+    {
+        return Err(ConfigError::Sandbox {
+            field: "landlock_min_abi",
+            reason: "must be a Landlock ABI version, 1 or more",
+        });
+    }
+    for p in &s.read {
+        absolute("sandbox.read", p)?;
+    }
+    for p in &s.read_write {
+        absolute("sandbox.read_write", p)?;
+    }
+    Ok(())
+}
+
+fn jobs(j: &JobsConfig) -> Result<(), ConfigError> {
+    if let Some(p) = j.parallelism
+        && (p == 0 || p > MAX_PARALLELISM)
+    {
+        return Err(ConfigError::Jobs {
+            field: "parallelism",
+            value: p as u64,
+            max: MAX_PARALLELISM as u64,
+        });
+    }
+    if let Some(w) = j.poll_wait_seconds
+        && (w == 0 || w > 300)
+    {
+        return Err(ConfigError::Jobs {
+            field: "poll_wait_seconds",
+            value: w,
+            max: 300,
         });
     }
     Ok(())
@@ -86,7 +160,8 @@ fn pin(p: &PinSource) -> Result<(), ConfigError> {
     }
 }
 
-fn coordinator(c: &CoordinatorConfig) -> Result<(), ConfigError> {
+/// Checks a `[coordinator]` section (also used for `enroll`'s arguments).
+pub fn coordinator(c: &CoordinatorConfig) -> Result<(), ConfigError> {
     let host = c.url.strip_prefix("https://").map(|rest| {
         let end = rest.find('/').unwrap_or(rest.len());
         &rest[..end]

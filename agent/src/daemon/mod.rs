@@ -1,0 +1,196 @@
+//! `custody-agent run` once the process is sandboxed and its runtime
+//! started: long polls for jobs, runs them, heartbeats, pings the systemd
+//! watchdog, reloads on SIGHUP, drains on SIGTERM.
+//!
+//! - **Polling.** `parallelism` pollers each hold one long poll
+//!   (`GET /v1/agent/jobs?wait=…`); a key-manager job runs in the poller
+//!   that received it (on the blocking pool: keystore calls block), so at
+//!   most `parallelism` unwrap jobs run at once — the keystore's session
+//!   count by default. A deploy is handed to the one deploy worker (deploys
+//!   run one at a time; the poller goes back to polling at once).
+//! - **Reconnecting.** A failed poll waits with exponential backoff and
+//!   jitter (1 s doubling to 60 s) before the next; a success resets it.
+//! - **Results** are posted until the coordinator acknowledges them (the
+//!   job's `idempotency_key` and `attempt` make a repeat harmless:
+//!   `duplicate: true`).
+//! - **SIGTERM / SIGINT** drain: `STOPPING=1`, no new polls, the running
+//!   jobs finish and report; deploys queued but not started are left to
+//!   the coordinator's re-delivery.
+//! - **SIGHUP** re-reads the configuration file and applies what can change
+//!   while running: the log level and `[target] publisher_keys`. Everything
+//!   else (keystore, coordinator, sandbox, state dir, parallelism) needs a
+//!   restart, and the agent says so when it changed.
+
+mod heartbeat;
+mod lifecycle;
+mod poller;
+mod results;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use custody_client::Client;
+use tokio::sync::{mpsc, watch};
+
+use crate::keystore::KeyStore;
+use crate::logging::LogHandle;
+use crate::notify::Notifier;
+use crate::roles::target::Target;
+
+/// Counters, for logs and benchmarks.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Key-manager jobs that succeeded.
+    pub km_succeeded: AtomicU64,
+    /// Key-manager jobs that failed.
+    pub km_failed: AtomicU64,
+    /// Deploys that succeeded (including already-installed answers).
+    pub deploys_succeeded: AtomicU64,
+    /// Deploys that failed.
+    pub deploys_failed: AtomicU64,
+}
+
+/// Everything the running agent shares between its tasks.
+pub struct Context {
+    /// The authenticated coordinator client.
+    pub client: Client,
+    /// The started keystore.
+    pub keystore: Arc<dyn KeyStore>,
+    /// This server's id.
+    pub server_id: String,
+    /// Its account.
+    pub account: String,
+    /// Heartbeat period.
+    pub heartbeat_interval: Duration,
+    /// Long-poll wait.
+    pub poll_wait: Duration,
+    /// Concurrent pollers (= key-manager jobs at once).
+    pub parallelism: usize,
+    /// The deploy target, when this agent is one.
+    pub target: Option<Arc<Target>>,
+    /// systemd notifications.
+    pub notifier: Notifier,
+    /// The log level handle (SIGHUP).
+    pub log: LogHandle,
+    /// The configuration file (SIGHUP re-reads it).
+    pub config_path: PathBuf,
+    /// Counters.
+    pub stats: Stats,
+    online: AtomicBool,
+}
+
+impl Context {
+    /// A context; see the fields.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: Client,
+        keystore: Arc<dyn KeyStore>,
+        server_id: String,
+        account: String,
+        heartbeat_interval: Duration,
+        poll_wait: Duration,
+        parallelism: usize,
+        target: Option<Arc<Target>>,
+        notifier: Notifier,
+        log: LogHandle,
+        config_path: PathBuf,
+    ) -> Self {
+        Context {
+            client,
+            keystore,
+            server_id,
+            account,
+            heartbeat_interval,
+            poll_wait,
+            parallelism: parallelism.max(1),
+            target,
+            notifier,
+            log,
+            config_path,
+            stats: Stats::default(),
+            online: AtomicBool::new(false),
+        }
+    }
+
+    /// Records whether the coordinator answers, logging each change once.
+    pub(crate) fn set_online(&self, online: bool, detail: &str) {
+        if self.online.swap(online, Ordering::Relaxed) != online {
+            if online {
+                tracing::info!("connected to the coordinator");
+                self.notifier.status("connected to the coordinator");
+            } else {
+                tracing::warn!(error = %detail, "lost the coordinator; reconnecting with backoff");
+                self.notifier.status("reconnecting to the coordinator");
+            }
+        }
+    }
+}
+
+/// Runs the agent until SIGTERM/SIGINT, then drains. Must run inside the
+/// runtime.
+pub async fn run(ctx: Arc<Context>) {
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let (deploy_tx, deploy_rx) = mpsc::unbounded_channel();
+
+    let signals = match lifecycle::Signals::install() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers; SIGTERM stops without draining");
+            None
+        }
+    };
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for slot in 0..ctx.parallelism {
+        tasks.spawn(poller::run(
+            ctx.clone(),
+            slot,
+            drain_rx.clone(),
+            deploy_tx.clone(),
+        ));
+    }
+    drop(deploy_tx);
+    tasks.spawn(poller::deploy_worker(
+        ctx.clone(),
+        deploy_rx,
+        drain_rx.clone(),
+    ));
+    let background = [
+        tokio::spawn(heartbeat::run(ctx.clone(), drain_rx.clone())),
+        tokio::spawn(lifecycle::watchdog(ctx.clone(), drain_rx.clone())),
+    ];
+    ctx.notifier.ready("running; connecting to the coordinator");
+    tracing::info!(
+        server = %ctx.server_id,
+        parallelism = ctx.parallelism,
+        target = ctx.target.is_some(),
+        "agent running"
+    );
+
+    if let Some(mut signals) = signals {
+        signals.wait_for_stop(&ctx).await;
+    } else {
+        std::future::pending::<()>().await;
+    }
+    ctx.notifier.stopping();
+    tracing::info!("stopping: no new jobs; finishing the running ones");
+    let _ = drain_tx.send(true);
+    while let Some(r) = tasks.join_next().await {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "a worker task ended abnormally");
+        }
+    }
+    for b in background {
+        b.abort();
+    }
+    let s = &ctx.stats;
+    tracing::info!(
+        km_succeeded = s.km_succeeded.load(Ordering::Relaxed),
+        km_failed = s.km_failed.load(Ordering::Relaxed),
+        deploys_succeeded = s.deploys_succeeded.load(Ordering::Relaxed),
+        deploys_failed = s.deploys_failed.load(Ordering::Relaxed),
+        "stopped"
+    );
+}

@@ -1,0 +1,180 @@
+//! The pollers and the deploy worker.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use custody_proto::PROTOCOL_VERSION;
+use custody_proto::jobs::{Job, JobKind, JobOutput, Outcome};
+use tokio::sync::{mpsc, watch};
+
+use super::{Context, results};
+use crate::link::backoff::Backoff;
+use crate::roles::JobError;
+use crate::roles::keymanager::KeyManager;
+
+/// One poller: long poll, run key-manager jobs, pass deploys on, back off
+/// when the coordinator does not answer. Ends when draining starts (the
+/// job in hand, if any, is finished first).
+pub async fn run(
+    ctx: Arc<Context>,
+    slot: usize,
+    mut drain: watch::Receiver<bool>,
+    deploys: mpsc::UnboundedSender<Job>,
+) {
+    let mut backoff = Backoff::reconnect();
+    loop {
+        if *drain.borrow() {
+            return;
+        }
+        let polled = tokio::select! {
+            r = ctx.client.poll_job(ctx.poll_wait) => r,
+            _ = drain.changed() => return,
+        };
+        match polled {
+            Ok(None) => {
+                backoff.reset();
+                ctx.set_online(true, "");
+            }
+            Ok(Some(job)) => {
+                backoff.reset();
+                ctx.set_online(true, "");
+                tracing::debug!(slot, job = %job.id, kind = job.payload.kind().as_str(), attempt = job.attempt, "job received");
+                handle(&ctx, job, &deploys).await;
+            }
+            Err(e) => {
+                let detail = crate::link::describe_plain(&e);
+                if e.status() == Some(401) {
+                    tracing::error!(
+                        "the coordinator refused this agent's credential (was the server removed?); \
+                         enroll again with a new join token"
+                    );
+                }
+                ctx.set_online(false, &detail);
+                let delay = backoff.next_delay();
+                tracing::debug!(slot, error = %detail, delay_ms = delay.as_millis() as u64, "poll failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = drain.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+async fn handle(ctx: &Arc<Context>, job: Job, deploys: &mpsc::UnboundedSender<Job>) {
+    if job.protocol != PROTOCOL_VERSION {
+        let err = JobError::Protocol(job.protocol);
+        results::post(
+            ctx,
+            &job,
+            Outcome::Failed {
+                failure: err.failure(),
+            },
+        )
+        .await;
+        return;
+    }
+    if job.payload.kind() == JobKind::Deploy {
+        if ctx.target.is_none() {
+            let err = JobError::NotOffered("deploy", "no [target] install_roots are configured");
+            results::post(
+                ctx,
+                &job,
+                Outcome::Failed {
+                    failure: err.failure(),
+                },
+            )
+            .await;
+            return;
+        }
+        if let Err(mpsc::error::SendError(job)) = deploys.send(job) {
+            tracing::warn!(job = %job.id, "deploy worker gone; the job will be re-delivered");
+        }
+        return;
+    }
+    let outcome = run_key_manager_job(ctx, &job).await;
+    let ok = matches!(outcome, Outcome::Succeeded { .. });
+    let counter = if ok {
+        &ctx.stats.km_succeeded
+    } else {
+        &ctx.stats.km_failed
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    results::post(ctx, &job, outcome).await;
+}
+
+/// Runs a key-manager job on the blocking pool (keystore calls block).
+pub async fn run_key_manager_job(ctx: &Arc<Context>, job: &Job) -> Outcome {
+    let c = ctx.clone();
+    let payload = job.payload.clone();
+    let kind = job.payload.kind();
+    let id = job.id.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let km = KeyManager {
+            keystore: c.keystore.as_ref(),
+            account: &c.account,
+            server_id: &c.server_id,
+        };
+        km.run(&payload)
+    })
+    .await;
+    match r {
+        Ok(Ok(output)) => {
+            tracing::info!(job = %id, kind = kind.as_str(), "key-manager job done");
+            Outcome::Succeeded { output }
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(job = %id, kind = kind.as_str(), code = e.code(), error = %e, "key-manager job failed");
+            Outcome::Failed {
+                failure: e.failure(),
+            }
+        }
+        Err(join) => {
+            tracing::error!(job = %id, error = %join, "key-manager job panicked");
+            Outcome::Failed {
+                failure: JobError::InvalidJob("the agent failed internally".into()).failure(),
+            }
+        }
+    }
+}
+
+/// Runs deploys one at a time. When draining, the deploy in progress
+/// finishes; queued ones are left for the coordinator to re-deliver.
+pub async fn deploy_worker(
+    ctx: Arc<Context>,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+    mut drain: watch::Receiver<bool>,
+) {
+    loop {
+        let job = tokio::select! {
+            j = queue.recv() => j,
+            _ = drain.changed() => None,
+        };
+        let Some(job) = job else { break };
+        if *drain.borrow() {
+            tracing::info!(job = %job.id, "stopping: deploy left for re-delivery");
+            break;
+        }
+        let Some(target) = ctx.target.clone() else {
+            continue;
+        };
+        let outcome = match target.deploy(&ctx.client, &ctx.account, &job).await {
+            Ok(already_installed) => {
+                ctx.stats.deploys_succeeded.fetch_add(1, Ordering::Relaxed);
+                Outcome::Succeeded {
+                    output: JobOutput::Deploy { already_installed },
+                }
+            }
+            Err(e) => {
+                ctx.stats.deploys_failed.fetch_add(1, Ordering::Relaxed);
+                Outcome::Failed {
+                    failure: e.failure(),
+                }
+            }
+        };
+        results::post(&ctx, &job, outcome).await;
+    }
+    while let Ok(job) = queue.try_recv() {
+        tracing::info!(job = %job.id, "stopping: deploy left for re-delivery");
+    }
+}
