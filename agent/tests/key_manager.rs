@@ -3,12 +3,13 @@
 //! tests run as root: one agent on a SoftHSM2 token, one on a swtpm TPM.
 //! Enabling the first creates the master key, the second learns it;
 //! secret variables are sealed; a pushed release's key is re-wrapped; a
-//! deployment is prepared and its deploy key wrapped for a target. A
-//! target never receives a key-manager job.
+//! deployment is prepared and its deploy key wrapped for a target, which
+//! installs it. A target never receives a key-manager job. Every thread of
+//! every agent runs sandboxed (when the tests run as root).
 
 mod flow_common;
 
-use custody_proto::apps::{Deployment, Release, ReleaseState};
+use custody_proto::apps::{Deployment, DeploymentState, Release, ReleaseState};
 use flow_common::release::{self, Publisher};
 use flow_common::{Agent, AgentOptions, Coordinator, Keystore, eventually};
 
@@ -59,7 +60,14 @@ async fn key_managers_create_share_rewrap_seal_prepare_and_wrap() {
 
     // A release: RK wrapped to both, sealed under MK by one of them.
     release::create_secure_app(&c, "web").await;
-    let tar = release::tar_of(&[("hello.txt", b"hello", 0o644)]);
+    let manifest = format!(
+        "version = 1\ndestination = \"{}\"\ninclude = [\"hello.txt\"]\n",
+        target.install_root.join("web").display()
+    );
+    let tar = release::tar_of(&[
+        ("custody.toml", manifest.as_bytes(), 0o644),
+        ("hello.txt", b"hello", 0o644),
+    ]);
     let pushed = release::push(&c, "web", &tar, &publisher).await;
     let r: Release = c
         .owner
@@ -78,6 +86,16 @@ async fn key_managers_create_share_rewrap_seal_prepare_and_wrap() {
     // reaches the target.
     let d = release::deploy(&c, "web", &pushed.release_id, "dev").await;
     let done: Deployment = release::finished(&c, &d.id).await;
+    assert_eq!(
+        done.state,
+        DeploymentState::Succeeded,
+        "{done:?}\n{}",
+        target.log()
+    );
+    assert_eq!(
+        std::fs::read(target.install_root.join("web/hello.txt")).unwrap(),
+        b"hello"
+    );
     let log = release::log(&c, &d.id).await;
     let lines: Vec<&str> = log.iter().map(|l| l.line.as_str()).collect();
     assert!(
@@ -120,6 +138,22 @@ async fn key_managers_create_share_rewrap_seal_prepare_and_wrap() {
     for j in &jobs {
         if j["type"] != "deploy" {
             assert_eq!(j["state"], "done", "{j}");
+        }
+    }
+
+    // Every thread of every agent, the keystores' workers included, is
+    // sandboxed: no capabilities, no new privileges, seccomp, service user.
+    if flow_common::sandboxed() {
+        let (uid, gid) = flow_common::test_user();
+        for a in [&hsm, &tpm, &target] {
+            let tasks = custody_agent::sandbox::proc_status::all_tasks(a.pid()).unwrap();
+            for (tid, s) in tasks {
+                assert!(
+                    s.is_sandboxed_as(uid, gid),
+                    "{} thread {tid}: {s:?}",
+                    a.name
+                );
+            }
         }
     }
 

@@ -183,3 +183,29 @@ async fn refuses_root_without_the_sandbox_and_a_missing_credential() {
         assert!(err.contains("refusing to run as root"), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_check_proves_the_configured_plan() {
+    if !sandboxed() {
+        eprintln!("skipped: sandbox-check switches to the service user and needs root");
+        return;
+    }
+    let c = Coordinator::start().await;
+    let mut a = Agent::new("checked", &AgentOptions::new(Keystore::Soft));
+    a.enroll(&c, "key_manager").await;
+    a.give_to_service_user();
+    let out = a.output(&["sandbox-check"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.contains("main plan, service user custody-test"),
+        "{table}"
+    );
+    assert!(table.contains("/etc/shadow"), "{table}");
+    // The coordinator's port is the one TCP port the plan allows.
+    assert!(table.contains(&format!("{}", c.port())), "{table}");
+}

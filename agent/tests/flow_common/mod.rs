@@ -400,7 +400,7 @@ impl Agent {
 
     /// Hands the state dir (and a SoftHSM2 token) to the sandbox user, as
     /// the packaging does.
-    fn give_to_service_user(&self) {
+    pub fn give_to_service_user(&self) {
         if !sandboxed() {
             return;
         }
