@@ -320,3 +320,29 @@ async fn unpinned_tampered_and_foreign_keys_are_refused() {
     nothing_installed(&t);
     assert!(t.log().contains("deploy failed"), "{}", t.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_install_interrupted_by_a_crash_is_not_repeated() {
+    let c = Coordinator::start_with(|cfg| cfg.jobs.deploy_deadline_seconds = 4).await;
+    let publisher = Publisher::new(7);
+    let (_a, _b, mut t) = cluster(&c, &publisher).await;
+    release::create_secure_app(&c, "web").await;
+    release::environment(&c, "web", "dev", &[&t.server_id]).await;
+    release::set_plain(&c, "web", "dev", "MODE", "dev").await;
+    let pushed = release::push(&c, "web", &package(&t.install_root, 3, b"z"), &publisher).await;
+    let d = release::deploy(&c, "web", &pushed.release_id, "dev").await;
+    // The agent dies while its installer runs the (slow) pre_install hook.
+    eventually(60, "the installer to start", || async {
+        release::log(&c, &d.id)
+            .await
+            .iter()
+            .any(|l| l.line.starts_with("mode=dev"))
+            .then_some(())
+    })
+    .await;
+    t.kill();
+    // Restarted, it gets the deploy again and refuses to install twice.
+    t.start();
+    failed_with(&c, &d.id, "interrupted_install").await;
+    assert!(t.staging_entries().is_empty(), "{:?}", t.staging_entries());
+}

@@ -163,22 +163,29 @@ impl Target {
         log: &mut LogSink,
     ) -> Result<bool, DeployError> {
         let key = job.idempotency_key.as_str();
-        match self
+        let state = self
             .records
             .state(key)
             .map_err(|source| DeployError::Staging {
                 action: "read the install records",
                 source,
-            })? {
-            InstallState::Installed(_) => return Ok(true),
-            InstallState::Interrupted => return Err(DeployError::Interrupted),
-            InstallState::New => {}
-        }
-        let dir = self.staging.prepare(ids.deployment)?;
-        let result = self.stage_and_install(client, job, ids, &dir, log).await;
-        // The staging dir goes, whatever happened.
+            });
+        let result = match state {
+            Err(e) => Err(e),
+            Ok(InstallState::Installed(_)) => Ok(true),
+            Ok(InstallState::Interrupted) => Err(DeployError::Interrupted),
+            Ok(InstallState::New) => match self.staging.prepare(ids.deployment) {
+                Ok(dir) => self
+                    .stage_and_install(client, job, ids, &dir, log)
+                    .await
+                    .map(|()| false),
+                Err(e) => Err(e),
+            },
+        };
+        // The staging dir goes, whatever happened (also what an attempt
+        // that crashed left there).
         self.staging.remove(ids.deployment);
-        result.map(|()| false)
+        result
     }
 
     async fn stage_and_install(
@@ -216,7 +223,9 @@ impl Target {
         ));
         let cipher = dir.join(staging::CIPHERTEXT);
         let got = staging::download(client, &artifact.sha256, artifact.size, &cipher).await?;
-        if got != artifact.size {
+        // The digest checks below cover the content; the size catches a
+        // short or long file early, when the job states one.
+        if artifact.size > 0 && got != artifact.size {
             return Err(DeployError::Size {
                 expected: artifact.size,
                 got,

@@ -119,8 +119,9 @@ impl Staging {
 }
 
 /// Downloads the package into `dest`, resuming a partial file with `Range`
-/// (a few times within this attempt, and across attempts since the file
-/// stays). A file longer than `size` is discarded and fetched again.
+/// (a few times within this attempt, and after a crash since the file
+/// stays). A file longer than `size` (when known, i.e. not 0) is discarded
+/// and fetched again.
 pub async fn download(
     client: &Client,
     sha256: &str,
@@ -132,6 +133,7 @@ pub async fn download(
     let mut last = String::new();
     for _ in 0..DOWNLOAD_TRIES {
         if let Ok(m) = tokio::fs::metadata(dest).await
+            && size > 0
             && m.len() > size
         {
             let _ = tokio::fs::remove_file(dest).await;
