@@ -98,6 +98,7 @@ fn binding() -> Binding {
         release: Some("r1".to_owned()),
         deployment: None,
         name: None,
+        environment: None,
     }
 }
 

@@ -177,7 +177,7 @@ fn rewrap_seal_prepare_and_wrap_for_a_target() {
     );
 
     // Seal a secret variable.
-    let var_b = binding::secret_var(ACCOUNT, "web", "DB_PASSWORD");
+    let var_b = binding::secret_var(ACCOUNT, "web", "dev", "DB_PASSWORD");
     let out = km(&ka)
         .run(&JobPayload::SealSecretVariable {
             account: ACCOUNT.into(),
@@ -310,7 +310,7 @@ fn jwes_bound_to_something_else_are_refused_before_any_unwrap() {
         binding::release_key(ACCOUNT, "web", "rel_2"),
         binding::release_key(ACCOUNT, "api", "rel_1"),
         binding::release_key("acc_2", "web", "rel_1"),
-        binding::secret_var(ACCOUNT, "web", "rel_1"),
+        binding::secret_var(ACCOUNT, "web", "dev", "rel_1"),
     ] {
         let e = envelope_err(rewrap(&b, wrapped_mk(&ka, &mk)));
         assert!(matches!(e, EnvelopeError::JweBinding), "{b:?}: {e:?}");
@@ -364,8 +364,15 @@ fn jwes_bound_to_something_else_are_refused_before_any_unwrap() {
         envelope_err(prepare(other_mk, vec![])),
         EnvelopeError::JweKid
     ));
-    // A secret variable of another app, or listed under another name.
-    let var = jwe::seal(&mk, MK_ID, &binding::secret_var(ACCOUNT, "api", "X"), b"v").unwrap();
+    // A secret variable of another app, of another environment of this app
+    // (a coordinator moving prod's secret into dev), or listed under another name.
+    let var = jwe::seal(
+        &mk,
+        MK_ID,
+        &binding::secret_var(ACCOUNT, "api", "dev", "X"),
+        b"v",
+    )
+    .unwrap();
     let e = envelope_err(prepare(
         sealed.clone(),
         vec![SealedVariable {
@@ -374,7 +381,28 @@ fn jwes_bound_to_something_else_are_refused_before_any_unwrap() {
         }],
     ));
     assert!(matches!(e, EnvelopeError::JweBinding));
-    let var = jwe::seal(&mk, MK_ID, &binding::secret_var(ACCOUNT, "web", "X"), b"v").unwrap();
+    let var = jwe::seal(
+        &mk,
+        MK_ID,
+        &binding::secret_var(ACCOUNT, "web", "prod", "X"),
+        b"v",
+    )
+    .unwrap();
+    let e = envelope_err(prepare(
+        sealed.clone(),
+        vec![SealedVariable {
+            name: "X".into(),
+            jwe: var,
+        }],
+    ));
+    assert!(matches!(e, EnvelopeError::JweBinding));
+    let var = jwe::seal(
+        &mk,
+        MK_ID,
+        &binding::secret_var(ACCOUNT, "web", "dev", "X"),
+        b"v",
+    )
+    .unwrap();
     let e = envelope_err(prepare(
         sealed.clone(),
         vec![SealedVariable {

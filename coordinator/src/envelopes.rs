@@ -36,6 +36,8 @@ pub struct Expect<'a> {
     pub deployment: Option<&'a str>,
     /// Variable name.
     pub name: Option<&'a str>,
+    /// Environment name (secret variables).
+    pub environment: Option<&'a str>,
 }
 
 impl<'a> Expect<'a> {
@@ -50,6 +52,7 @@ impl<'a> Expect<'a> {
             release: None,
             deployment: None,
             name: None,
+            environment: None,
         }
     }
     /// Requires this `kid`.
@@ -75,6 +78,11 @@ impl<'a> Expect<'a> {
     /// Requires this variable name.
     pub fn name(mut self, v: &'a str) -> Self {
         self.name = Some(v);
+        self
+    }
+    /// Requires this environment.
+    pub fn environment(mut self, v: &'a str) -> Self {
+        self.environment = Some(v);
         self
     }
 }
@@ -110,6 +118,7 @@ pub fn check(jwe: &str, account: &str, e: Expect<'_>) -> Result<()> {
         (e.release, &h.binding.release, "release"),
         (e.deployment, &h.binding.deployment, "deployment"),
         (e.name, &h.binding.name, "variable name"),
+        (e.environment, &h.binding.environment, "environment"),
     ] {
         if let Some(w) = want
             && got.as_deref() != Some(w)

@@ -416,6 +416,7 @@ pub async fn apply(tx: &mut Tx<'_>, spec: &Spec, by: &str, output: JobOutput) ->
                     Expect::new("sealed value", Purpose::SecretVar, Kind::Sealed)
                         .kid(&mk)
                         .app(&app.name)
+                        .environment(&env.name)
                         .name(&v.name),
                 )?;
                 envs::set_var_sealed(&mut tx.c, variable_id, Some(&sealed_value)).await?;

@@ -103,18 +103,36 @@ async fn deployment_runs_prepare_wrap_deploy_and_succeeds() {
         .unwrap();
     let servers: Vec<custody_proto::servers::Server> = h.owner.get("/v1/servers").await.unwrap();
     let account: custody_proto::Info = h.owner.get("/v1/info").await.unwrap();
-    let wrapped: Vec<_> = servers
-        .iter()
-        .filter(|s| s.key_manager)
-        .map(|s| {
-            let b = custody_envelope::jwe::Binding {
-                app: Some("securekeys".into()),
-                name: Some("SECRET_FILE".into()),
-                ..bind(custody_envelope::jwe::Purpose::SecretVar, &account.account)
-            };
-            serde_json::json!({"server_id": s.id, "jwe": wrap_jwe(&s.key_fingerprint, b)})
-        })
-        .collect();
+    let wraps_for = |env: &str| -> Vec<serde_json::Value> {
+        servers
+            .iter()
+            .filter(|s| s.key_manager)
+            .map(|s| {
+                let b = custody_envelope::jwe::Binding {
+                    app: Some("securekeys".into()),
+                    environment: Some(env.into()),
+                    name: Some("SECRET_FILE".into()),
+                    ..bind(custody_envelope::jwe::Purpose::SecretVar, &account.account)
+                };
+                serde_json::json!({"server_id": s.id, "jwe": wrap_jwe(&s.key_fingerprint, b)})
+            })
+            .collect()
+    };
+    // A value wrapped for another environment of the same app is refused.
+    let e = h
+        .owner
+        .put::<_, serde_json::Value>(
+            "/v1/apps/securekeys/environments/dev/variables/SECRET_FILE",
+            &serde_json::json!({"wrapped": wraps_for("prod")}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.status(), e.code()),
+        (Some(400), Some(custody_proto::ErrorCode::InvalidInput)),
+        "{e}"
+    );
+    let wrapped = wraps_for("dev");
     assert_eq!(wrapped.len(), 2);
     let env: custody_proto::apps::Environment = h
         .owner

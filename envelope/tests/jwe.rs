@@ -43,6 +43,7 @@ fn binding() -> Binding {
         release: Some("rel-1".into()),
         deployment: None,
         name: None,
+        environment: None,
     }
 }
 
@@ -269,7 +270,7 @@ proptest! {
     fn seal_round_trip(key in any::<[u8; 32]>(), pt in proptest::collection::vec(any::<u8>(), 0..2048),
                        account in "[a-z0-9-]{1,20}", release in proptest::option::of("[a-z0-9.-]{1,20}")) {
         let key = SymmetricKey::from_bytes(key);
-        let b = Binding { purpose: Purpose::KeyList, account, app: None, release, deployment: Some("d".into()), name: None };
+        let b = Binding { purpose: Purpose::KeyList, account, app: None, release, deployment: Some("d".into()), name: None, environment: None };
         let jwe = jwe::seal(&key, "dk-1", &b, &pt).unwrap();
         prop_assert_eq!(&jwe::open_sealed(&jwe, &key, "dk-1", &b).unwrap()[..], &pt[..]);
     }
@@ -279,7 +280,7 @@ proptest! {
         let (sk, _) = keys();
         let pk = RsaPublicKey::from(sk);
         let hash = if sha1 { OaepHash::Sha1 } else { OaepHash::Sha256 };
-        let b = Binding { purpose: Purpose::SecretVar, account: "a".into(), app: Some("p".into()), release: None, deployment: None, name: Some("DB_URL".into()) };
+        let b = Binding { purpose: Purpose::SecretVar, account: "a".into(), app: Some("p".into()), release: None, deployment: None, name: Some("DB_URL".into()), environment: None };
         let jwe = jwe::wrap(&pk, hash, &b, &pt).unwrap();
         let got = jwe::open_wrapped(&jwe, &pk, &b, |h, ek| soft_unwrap(sk, h, ek)).unwrap();
         prop_assert_eq!(&got[..], &pt[..]);

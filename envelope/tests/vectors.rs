@@ -138,6 +138,7 @@ fn binding() -> Binding {
         release: Some("2024.06.01-1".into()),
         deployment: None,
         name: None,
+        environment: None,
     }
 }
 

@@ -19,6 +19,7 @@ fn binding() -> Binding {
         release: None,
         deployment: Some("selftest".to_owned()),
         name: None,
+        environment: None,
     }
 }
 

@@ -107,6 +107,7 @@ pub fn jwe_round_trip(ks: &dyn custody_agent::keystore::KeyStore) -> OaepHash {
         release: None,
         deployment: None,
         name: None,
+        environment: None,
     };
     let key = custody_envelope::SymmetricKey::generate().unwrap();
     let wrapped = jwe::wrap(ks.public_key(), hash, &binding, key.as_bytes()).unwrap();

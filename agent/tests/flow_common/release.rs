@@ -120,6 +120,7 @@ pub async fn push(c: &Coordinator, app: &str, tar: &[u8], publisher: &Publisher)
         release: Some(rc.release_id.clone()),
         deployment: None,
         name: None,
+        environment: None,
     };
     let wrapped: Vec<WrappedKey> = rc
         .key_managers
@@ -205,6 +206,7 @@ pub async fn set_secret(
         release: None,
         deployment: None,
         name: Some(name.to_owned()),
+        environment: Some(env.to_owned()),
     };
     let wrapped: Vec<WrappedKey> = kms
         .iter()

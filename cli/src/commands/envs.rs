@@ -180,6 +180,7 @@ async fn set_var(ctx: &Ctx, a: SetVarArgs) -> Result<()> {
             release: None,
             deployment: None,
             name: Some(name.clone()),
+            environment: Some(env.clone()),
         };
         let wrapped = keys
             .iter()

@@ -208,6 +208,7 @@ impl KeyManager {
                             release: Some(release_id.clone()),
                             deployment: None,
                             name: None,
+                            environment: None,
                         };
                         let rk = self.open(wrapped_release_key, &b);
                         seen.lock().unwrap().release_keys.push((
@@ -225,6 +226,7 @@ impl KeyManager {
                     JobPayload::SealSecretVariable {
                         account,
                         app,
+                        environment,
                         name,
                         wrapped_value,
                         ..
@@ -236,6 +238,7 @@ impl KeyManager {
                             release: None,
                             deployment: None,
                             name: Some(name.clone()),
+                            environment: Some(environment.clone()),
                         };
                         let v = self.open(wrapped_value, &b);
                         seen.lock().unwrap().secrets.push((

@@ -201,6 +201,7 @@ pub async fn set_variable(
                     )
                     .kid(&km.fingerprint)
                     .app(&a.name)
+                    .environment(&e.name)
                     .name(&name),
                 )?;
             }

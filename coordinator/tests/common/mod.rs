@@ -245,6 +245,7 @@ pub fn bind(purpose: Purpose, account: &str) -> Binding {
         release: None,
         deployment: None,
         name: None,
+        environment: None,
     }
 }
 
@@ -388,6 +389,7 @@ impl FakeAgent {
             JobPayload::SealSecretVariable {
                 account,
                 app,
+                environment,
                 name,
                 master_key,
                 ..
@@ -396,6 +398,7 @@ impl FakeAgent {
                     &master_key.master_key_id,
                     Binding {
                         app: Some(app.clone()),
+                        environment: Some(environment.clone()),
                         name: Some(name.clone()),
                         ..bind(Purpose::SecretVar, account)
                     },

@@ -43,6 +43,10 @@ pub struct Binding {
     /// Secret variable name (purpose `secret-var`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Environment name (purpose `secret-var`: a secret sealed for one
+    /// environment cannot be moved to another of the same app).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
 }
 
 impl Binding {
@@ -53,6 +57,7 @@ impl Binding {
         ident::check_opt("release", self.release.as_deref())?;
         ident::check_opt("deployment", self.deployment.as_deref())?;
         ident::check_opt("name", self.name.as_deref())?;
+        ident::check_opt("environment", self.environment.as_deref())?;
         Ok(())
     }
 }
@@ -72,6 +77,8 @@ struct WireBinding {
     deployment: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    environment: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -116,6 +123,7 @@ impl ProtectedHeader {
                 release: b.release.clone(),
                 deployment: b.deployment.clone(),
                 name: b.name.clone(),
+                environment: b.environment.clone(),
             },
         })
     }
@@ -138,6 +146,7 @@ impl ProtectedHeader {
             release: c.release,
             deployment: c.deployment,
             name: c.name,
+            environment: c.environment,
         };
         binding.validate()?;
         Ok(ProtectedHeader {
@@ -184,6 +193,7 @@ mod tests {
                 release: Some("r1".into()),
                 deployment: None,
                 name: None,
+                environment: None,
             },
         };
         let enc = h.encode().unwrap();

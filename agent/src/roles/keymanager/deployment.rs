@@ -35,7 +35,7 @@ pub fn prepare(km: &KeyManager<'_>, payload: &JobPayload) -> Result<JobOutput, J
         app,
         release_id,
         deployment_id,
-        environment: _,
+        environment,
         master_key,
         sealed_release_key,
         package_sha256,
@@ -63,7 +63,7 @@ pub fn prepare(km: &KeyManager<'_>, payload: &JobPayload) -> Result<JobOutput, J
             &var.jwe,
             &mk,
             mk_id,
-            &binding::secret_var(km.account, app, &var.name),
+            &binding::secret_var(km.account, app, environment, &var.name),
         )?;
         let value = std::str::from_utf8(&plain).map_err(|_| {
             JobError::InvalidJob(format!(

@@ -113,6 +113,7 @@ pub mod binding {
             release: None,
             deployment: None,
             name: None,
+            environment: None,
         }
     }
 
@@ -130,10 +131,11 @@ pub mod binding {
         }
     }
 
-    /// `wrap(P_k, value)` and `seal(MK, value)`: account, app, name.
-    pub fn secret_var(account: &str, app: &str, name: &str) -> Binding {
+    /// `wrap(P_k, value)` and `seal(MK, value)`: account, app, environment, name.
+    pub fn secret_var(account: &str, app: &str, environment: &str, name: &str) -> Binding {
         Binding {
             app: Some(app.to_owned()),
+            environment: Some(environment.to_owned()),
             name: Some(name.to_owned()),
             ..base(Purpose::SecretVar, account)
         }

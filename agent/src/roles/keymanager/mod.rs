@@ -75,13 +75,13 @@ impl KeyManager<'_> {
             JobPayload::SealSecretVariable {
                 account,
                 app,
-                environment: _,
+                environment,
                 name,
                 master_key,
                 wrapped_value,
             } => {
                 self.check_account(account)?;
-                secret_variable::seal(self, app, name, master_key, wrapped_value)
+                secret_variable::seal(self, app, environment, name, master_key, wrapped_value)
             }
             JobPayload::PrepareDeployment { account, .. } => {
                 self.check_account(account)?;

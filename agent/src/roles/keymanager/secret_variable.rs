@@ -11,11 +11,12 @@ use crate::roles::JobError;
 pub fn seal(
     km: &KeyManager<'_>,
     app: &str,
+    environment: &str,
     name: &str,
     master_key: &WrappedMasterKey,
     wrapped_value: &str,
 ) -> Result<JobOutput, JobError> {
-    let b = binding::secret_var(km.account, app, name);
+    let b = binding::secret_var(km.account, app, environment, name);
     let value = keys::unwrap_jwe(km.keystore, "secret variable", wrapped_value, &b)?;
     if value.len() > custody_envelope::keylist::MAX_SECRET_LEN
         || value.contains(&0)

@@ -140,6 +140,7 @@ async fn complete(
         release: Some(rc.release_id.clone()),
         deployment: None,
         name: None,
+        environment: None,
     };
     let wrapped: Vec<WrappedKey> = keys
         .iter()
