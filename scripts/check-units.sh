@@ -11,6 +11,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+for tool in systemd-analyze systemd-sysusers; do
+    if ! command -v "$tool" >/dev/null; then
+        echo "check-units: $tool not found (Debian package systemd; make deps installs it)" >&2
+        exit 1
+    fi
+done
+
 units=(systemd/custody-agent.service systemd/custody-coordinator.service)
 threshold=20   # systemd-analyze's scale: 20 = exposure 2.0
 fail=0
