@@ -1,0 +1,8 @@
+//! Custody end to end, across real processes on loopback: the coordinator
+//! binary, sandboxed agents on SoftHSM2 / swtpm / soft keystores, the
+//! `custody` command line (see `custody_e2e` for the harness). One test
+//! binary, so that libtest runs the scenarios in parallel; each has its own
+//! coordinator, agents, tokens and TPMs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod happy_path;
