@@ -204,3 +204,29 @@ pub async fn push(
     wait_deployable(c, &p.release_id).await?;
     Ok(p)
 }
+
+/// A release tar as `custody push` would build it for a manifest that
+/// installs `files` (path, bytes; mode 0644) at `destination`, with an
+/// optional `post_install` shell command; returns (tar, manifest).
+pub fn app_package(
+    destination: &std::path::Path,
+    files: &[(&str, &[u8])],
+    post_install: Option<&str>,
+) -> Result<(Vec<u8>, String)> {
+    let include: Vec<String> = files.iter().map(|(p, _)| format!("\"{p}\"")).collect();
+    let mut manifest = format!(
+        "version = 1\ndestination = \"{}\"\ninclude = [{}]\n",
+        destination.display(),
+        include.join(", ")
+    );
+    if let Some(cmd) = post_install {
+        let cmd = serde_json::to_string(cmd)
+            .map_err(|e| E2eError::Setup(format!("hook command: {e}")))?;
+        manifest.push_str(&format!(
+            "\n[hooks.post_install]\ncommand = [\"/bin/sh\", \"-c\", {cmd}]\ntimeout_secs = 60\n"
+        ));
+    }
+    let mut entries: Vec<(&str, &[u8], u32)> = vec![("custody.toml", manifest.as_bytes(), 0o644)];
+    entries.extend(files.iter().map(|(p, b)| (*p, *b, 0o644)));
+    Ok((tar_of(&entries)?, manifest))
+}

@@ -5,4 +5,5 @@
 //! coordinator, agents, tokens and TPMs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod failover;
 mod happy_path;
