@@ -200,7 +200,7 @@ impl Agent {
         std::fs::write(
             &config,
             format!(
-                "[keystore]\n{keystore}\n[state]\ndir = \"{}\"\n\n{target}\n{sandbox}\n[jobs]\npoll_wait_seconds = 5\n\n[log]\nlevel = \"debug\"\n",
+                "[keystore]\n{keystore}\n[state]\ndir = \"{}\"\n\n{target}\n{sandbox}\n[jobs]\npoll_wait_seconds = 5\n\n[log]\nlevel = \"info\"\n",
                 state.display(),
             ),
         )

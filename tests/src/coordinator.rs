@@ -47,10 +47,12 @@ impl Default for CoordinatorOptions {
 
 /// A running coordinator and its owner's API client.
 pub struct Coordinator {
+    // Declared first: killed (and its log tail printed) before its
+    // directory is removed.
+    proc: Proc,
     root: tempfile::TempDir,
     config: PathBuf,
     state_dir: PathBuf,
-    proc: Proc,
     port: u16,
     /// `https://127.0.0.1:PORT`.
     pub url: String,
