@@ -7,3 +7,4 @@
 
 mod failover;
 mod happy_path;
+mod redelivery;

@@ -108,6 +108,20 @@ pub enum DeployError {
         /// Its one-line reason.
         message: String,
     },
+    /// The files were moved into place but `post_install` failed (the
+    /// outcome is recorded: a re-delivery is not installed again).
+    #[error("install failed: {message}")]
+    PostInstall {
+        /// One line: the hook's status and where the files are.
+        message: String,
+    },
+    /// An earlier attempt of this deploy moved the files into place and its
+    /// `post_install` failed; recorded, so not installed again.
+    #[error("an earlier attempt of this deployment failed and is not repeated: {message}")]
+    FailedBefore {
+        /// The recorded failure.
+        message: String,
+    },
     /// The install record could not be written.
     #[error("installed, but the install record could not be written: {0}")]
     Record(std::io::Error),
@@ -140,6 +154,7 @@ impl DeployError {
             DeployError::Decrypt(_) => "decrypt_failed",
             DeployError::NoInstaller => "not_target",
             DeployError::Install { code, .. } => code,
+            DeployError::PostInstall { .. } | DeployError::FailedBefore { .. } => "hook_failed",
             DeployError::Record(_) => "record_failed",
             DeployError::Internal(_) => "internal",
         }

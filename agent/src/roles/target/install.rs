@@ -110,8 +110,7 @@ pub async fn run(
                 .last()
                 .map(|h| h.status.to_string())
                 .unwrap_or_default();
-            Err(DeployError::Install {
-                code: "hook_failed",
+            Err(DeployError::PostInstall {
                 message: format!(
                     "post_install hook failed ({status}); the release's files are in place at {}",
                     report.destination.display()

@@ -19,7 +19,9 @@
 //! 7. hand the verified tar to the installer child with the environment's
 //!    variables (plain from the job, secret from the key list), streaming
 //!    its log lines to the coordinator ([`logs`]);
-//! 8. record the install; remove the staging dir — in every case.
+//! 8. record the install (also when `post_install` failed after the files
+//!    were moved: a re-delivery is answered with that failure); remove the
+//!    staging dir — in every case.
 
 pub mod error;
 mod install;
@@ -38,7 +40,7 @@ use custody_proto::jobs::{Job, JobPayload};
 pub use error::DeployError;
 pub use install::InstallerSlot;
 use logs::LogSink;
-use records::{InstallState, Records};
+use records::{InstallOutcomeRecord, InstallState, Records};
 use staging::Staging;
 use verify::DeployIds;
 
@@ -172,7 +174,12 @@ impl Target {
             });
         let result = match state {
             Err(e) => Err(e),
-            Ok(InstallState::Installed(_)) => Ok(true),
+            Ok(InstallState::Installed(rec)) => match rec.outcome {
+                InstallOutcomeRecord::Succeeded => Ok(true),
+                InstallOutcomeRecord::Failed { message } => {
+                    Err(DeployError::FailedBefore { message })
+                }
+            },
             Ok(InstallState::Interrupted) => Err(DeployError::Interrupted),
             Ok(InstallState::New) => match self.staging.prepare(ids.deployment) {
                 Ok(dir) => self
@@ -286,8 +293,24 @@ impl Target {
         )
         .await;
         if let Err(e) = installed {
-            if let Err(err) = self.records.abort(&job.idempotency_key) {
-                tracing::error!(error = %err, "cannot remove the install marker");
+            // Files moved but post_install failed: record that outcome, so
+            // a re-delivery is answered from it. Otherwise nothing was
+            // moved and a later deploy may try again.
+            let recorded = match &e {
+                DeployError::PostInstall { message } => self
+                    .records
+                    .finish_failed(
+                        &job.idempotency_key,
+                        ids.deployment,
+                        ids.app,
+                        ids.release,
+                        message,
+                    )
+                    .map(drop),
+                _ => self.records.abort(&job.idempotency_key),
+            };
+            if let Err(err) = recorded {
+                tracing::error!(error = %err, "cannot record the install's outcome");
             }
             return Err(e);
         }

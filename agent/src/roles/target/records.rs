@@ -1,10 +1,12 @@
 //! Exactly-once installs: one record per (deployment, target) — the deploy
 //! job's `idempotency_key` — in `<state.dir>/installs/`.
 //!
-//! Before the installer starts, a marker `<h>.installing` is written; when
-//! it finished, `<h>.installed` replaces it (both 0600, atomic, `h` =
-//! SHA-256 of the key). A re-delivered deploy that finds `.installed` is
-//! answered "already installed" without installing; one that finds only
+//! Before the installer starts, a marker `<h>.installing` is written; once
+//! the files are in place, `<h>.installed` replaces it (both 0600, atomic,
+//! `h` = SHA-256 of the key), recording the outcome: succeeded, or failed
+//! because `post_install` failed after the files were moved. A re-delivered
+//! deploy that finds `.installed` is answered from it without installing —
+//! "already installed", or the recorded failure; one that finds only
 //! `.installing` (the agent stopped while the installer ran) is refused
 //! rather than risk installing twice.
 
@@ -39,6 +41,25 @@ pub struct InstallRecord {
     pub release_id: String,
     /// Unix milliseconds.
     pub installed_at_ms: i64,
+    /// How the install ended (records written before outcomes were kept
+    /// are successes).
+    #[serde(default)]
+    pub outcome: InstallOutcomeRecord,
+}
+
+/// How a recorded install ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum InstallOutcomeRecord {
+    /// The files are in place and every hook succeeded.
+    #[default]
+    Succeeded,
+    /// The files are in place but `post_install` failed.
+    Failed {
+        /// The failure as reported the first time (no secrets: hook
+        /// output is not part of it).
+        message: String,
+    },
 }
 
 /// The records directory.
@@ -123,12 +144,52 @@ impl Records {
         app: &str,
         release_id: &str,
     ) -> std::io::Result<InstallRecord> {
+        self.record(
+            key,
+            deployment_id,
+            app,
+            release_id,
+            InstallOutcomeRecord::Succeeded,
+        )
+    }
+
+    /// Records an install whose files were moved into place but whose
+    /// `post_install` failed, and removes the marker: a re-delivery is
+    /// answered with this failure, not installed again.
+    pub fn finish_failed(
+        &self,
+        key: &str,
+        deployment_id: &str,
+        app: &str,
+        release_id: &str,
+        message: &str,
+    ) -> std::io::Result<InstallRecord> {
+        self.record(
+            key,
+            deployment_id,
+            app,
+            release_id,
+            InstallOutcomeRecord::Failed {
+                message: message.to_owned(),
+            },
+        )
+    }
+
+    fn record(
+        &self,
+        key: &str,
+        deployment_id: &str,
+        app: &str,
+        release_id: &str,
+        outcome: InstallOutcomeRecord,
+    ) -> std::io::Result<InstallRecord> {
         let rec = InstallRecord {
             idempotency_key: key.to_owned(),
             deployment_id: deployment_id.to_owned(),
             app: app.to_owned(),
             release_id: release_id.to_owned(),
             installed_at_ms: now_ms(),
+            outcome,
         };
         let json = serde_json::to_vec_pretty(&rec)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
@@ -156,6 +217,32 @@ mod tests {
         let rec = r.finish(key, "dep_1", "web", "rel_1").unwrap();
         assert_eq!(r.state(key).unwrap(), InstallState::Installed(rec));
         assert_eq!(r.state("dep_2:srv_1").unwrap(), InstallState::New);
+        // A failed post_install is recorded as such, replacing the marker.
+        r.begin("dep_2:srv_1").unwrap();
+        let failed = r
+            .finish_failed(
+                "dep_2:srv_1",
+                "dep_2",
+                "web",
+                "rel_1",
+                "post_install failed",
+            )
+            .unwrap();
+        assert_eq!(
+            failed.outcome,
+            InstallOutcomeRecord::Failed {
+                message: "post_install failed".into()
+            }
+        );
+        assert_eq!(
+            r.state("dep_2:srv_1").unwrap(),
+            InstallState::Installed(failed)
+        );
+        std::fs::remove_file(r.path("dep_2:srv_1", ".installed")).unwrap();
+        // A record written before outcomes were kept reads as a success.
+        let old = br#"{"idempotency_key":"k","deployment_id":"d","app":"a","release_id":"r","installed_at_ms":1}"#;
+        let rec: InstallRecord = serde_json::from_slice(old).unwrap();
+        assert_eq!(rec.outcome, InstallOutcomeRecord::Succeeded);
         // Only the one record is left.
         assert_eq!(
             std::fs::read_dir(dir.path().join("installs"))
