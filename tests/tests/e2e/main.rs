@@ -8,3 +8,4 @@
 mod failover;
 mod happy_path;
 mod redelivery;
+mod rotation;
