@@ -9,3 +9,4 @@ mod failover;
 mod happy_path;
 mod redelivery;
 mod rotation;
+mod unpacking;
