@@ -246,6 +246,8 @@ impl Coordinator {
     /// thief or a tamperer with access to the file would); returns stdout.
     pub async fn sql(&self, statement: &str) -> Result<String> {
         let out = tokio::process::Command::new("sqlite3")
+            .arg("-cmd")
+            .arg(".timeout 10000")
             .arg(self.database_path())
             .arg(statement)
             .output()

@@ -9,4 +9,5 @@ mod failover;
 mod happy_path;
 mod redelivery;
 mod rotation;
+mod tampering;
 mod unpacking;
