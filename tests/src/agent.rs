@@ -66,6 +66,10 @@ pub struct AgentOptions {
     pub publisher_keys: Vec<String>,
     /// Lines added to `[target]` (caps such as `max_files = 10`).
     pub target_toml: String,
+    /// Install roots besides its own (e.g. one shared by several targets,
+    /// so that one release installs on all of them); handed to the service
+    /// user like its own.
+    pub extra_install_roots: Vec<PathBuf>,
 }
 
 impl AgentOptions {
@@ -76,6 +80,7 @@ impl AgentOptions {
             role: Role::KeyManager,
             publisher_keys: Vec::new(),
             target_toml: String::new(),
+            extra_install_roots: Vec::new(),
         }
     }
 
@@ -86,6 +91,7 @@ impl AgentOptions {
             role: Role::Target,
             publisher_keys: publisher_keys.to_vec(),
             target_toml: String::new(),
+            extra_install_roots: Vec::new(),
         }
     }
 }
@@ -105,6 +111,7 @@ pub struct Agent {
     pub state: PathBuf,
     /// The install root granted to it (targets).
     pub install_root: PathBuf,
+    extra_install_roots: Vec<PathBuf>,
     hsm: Option<hsm_sim::SoftHsm>,
     tpm: Option<hsm_sim::Swtpm>,
     env: Vec<(String, OsString)>,
@@ -177,9 +184,13 @@ impl Agent {
                 .iter()
                 .map(|k| format!("\"{k}\""))
                 .collect();
+            let roots: Vec<String> = std::iter::once(&install_root)
+                .chain(&opts.extra_install_roots)
+                .map(|r| format!("\"{}\"", r.display()))
+                .collect();
             format!(
-                "[target]\ninstall_roots = [\"{}\"]\npublisher_keys = [{}]\n{}\n",
-                install_root.display(),
+                "[target]\ninstall_roots = [{}]\npublisher_keys = [{}]\n{}\n",
+                roots.join(", "),
                 keys.join(", "),
                 opts.target_toml
             )
@@ -213,6 +224,7 @@ impl Agent {
             config,
             state,
             install_root,
+            extra_install_roots: opts.extra_install_roots.clone(),
             hsm,
             tpm,
             env,
@@ -305,6 +317,9 @@ impl Agent {
         let (uid, gid) = service_user::service_ids()?;
         service_user::chown_tree(&self.state, uid, gid)?;
         service_user::chown_tree(&self.install_root, uid, gid)?;
+        for r in &self.extra_install_roots {
+            service_user::chown_tree(r, uid, gid)?;
+        }
         if let Some(h) = &self.hsm {
             service_user::chown_tree(h.dir(), uid, gid)?;
         }

@@ -18,6 +18,8 @@ pub struct ClusterOptions {
     pub targets: Vec<Keystore>,
     /// Lines added to every target's `[target]` section.
     pub target_toml: String,
+    /// Install roots granted to every target besides its own.
+    pub target_install_roots: Vec<std::path::PathBuf>,
     /// The seed of the publisher key the targets pin.
     pub publisher_seed: u8,
 }
@@ -31,6 +33,7 @@ impl Default for ClusterOptions {
             key_managers: vec![Keystore::Soft, Keystore::Soft],
             targets: vec![Keystore::Soft],
             target_toml: String::new(),
+            target_install_roots: Vec::new(),
             publisher_seed: 7,
         }
     }
@@ -68,6 +71,7 @@ impl Cluster {
         for (i, ks) in opts.targets.iter().enumerate() {
             let mut o = AgentOptions::target(*ks, &[publisher.pin()]);
             o.target_toml = opts.target_toml.clone();
+            o.extra_install_roots = opts.target_install_roots.clone();
             let mut a = Agent::new(&format!("target-{}", i + 1), &o)?;
             a.enroll(&c).await?;
             a.start()?;

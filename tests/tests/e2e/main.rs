@@ -7,6 +7,7 @@
 
 mod failover;
 mod happy_path;
+mod no_plaintext;
 mod redelivery;
 mod rotation;
 mod tampering;
