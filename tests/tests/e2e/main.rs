@@ -5,6 +5,14 @@
 //! coordinator, agents, tokens and TPMs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+// Users, approval keys and signed statements for the approval scenario,
+// shared with the coordinator's and the CLI's approval tests.
+#[path = "../../../coordinator/tests/approval_support/mod.rs"]
+mod approval_support;
+#[path = "../../../coordinator/tests/common/mod.rs"]
+mod common;
+
+mod approvals;
 mod failover;
 mod happy_path;
 mod no_plaintext;
