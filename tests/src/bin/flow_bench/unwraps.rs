@@ -1,0 +1,250 @@
+//! (a) Unwraps per second through key-manager jobs, beside the keystore's
+//! raw rate with the same number of threads.
+//!
+//! One coordinator, one key manager (its default job slots: the CPU count
+//! for `soft`, its PKCS#11 session count for `pkcs11`). Each run: the raw
+//! rate (child process, same key, same thread count), then `n` *seal secret
+//! variable* jobs — each unwraps `wrap(P_k, value)` and `wrap(P_k, MK)`
+//! through the keystore and seals the value under `MK`. The key manager is
+//! paused (SIGSTOP) while the jobs are queued, so that what is timed — from
+//! SIGCONT to the last job result in the coordinator's audit log — is the
+//! key manager and the coordinator working through a full queue, not this
+//! program submitting it.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use custody_e2e::release::wrap_to;
+use custody_e2e::{Agent, AgentOptions, Coordinator, CoordinatorOptions, Keystore};
+use custody_envelope::jwe::{Binding, Purpose};
+use custody_proto::apps::Environment;
+use custody_proto::servers::KeyManagerKey;
+use rustix::process::Signal;
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use crate::raw::{self, Target};
+use crate::stats::median;
+use crate::{BenchResult, knob};
+
+/// Seconds of work per job run at the raw rate (sets the job count).
+const JOB_SECONDS: f64 = 6.0;
+/// Seconds of each raw measurement.
+const RAW_SECONDS: f64 = 4.0;
+/// The goal: jobs reach this fraction of the raw rate.
+const TARGET_RATIO: f64 = 0.8;
+/// PUTs in flight while the queue is filled.
+const SUBMIT_CONCURRENCY: usize = 16;
+
+/// Runs (a) for one keystore kind; prints its lines; returns whether the
+/// target was met.
+pub async fn bench(kind: &str, runs: usize) -> BenchResult<bool> {
+    let keystore = match kind {
+        "soft" => Keystore::Soft,
+        "pkcs11" => Keystore::SoftHsm,
+        other => {
+            return Err(
+                format!("FLOW_BENCH_KEYSTORES: unknown kind {other:?} (soft, pkcs11)").into(),
+            );
+        }
+    };
+    // Leases long enough that jobs handed to the paused agent's open polls
+    // are not re-issued while the queue fills.
+    let c = Coordinator::start_with(&CoordinatorOptions {
+        key_manager_deadline_seconds: 300,
+        ..CoordinatorOptions::default()
+    })
+    .await?;
+    let mut km = Agent::new("km-1", &AgentOptions::key_manager(keystore))?;
+    km.enroll(&c).await?;
+    km.start()?;
+    km.wait_live(&c).await?;
+    c.enable_key_manager(&km.server_id).await?;
+    c.wait_holders(&[km.server_id.as_str()]).await?;
+    let slots = job_slots(&km.log())?;
+    c.create_app("bench", false).await?;
+    c.environment("bench", "e", &[]).await?;
+    let key = km.key(&c).await?;
+    let target = match keystore {
+        Keystore::SoftHsm => {
+            let h = km
+                .softhsm()
+                .ok_or("the pkcs11 agent has no SoftHSM2 token")?;
+            Target::Pkcs11 {
+                conf: h.conf().to_path_buf(),
+                module: h.module().to_path_buf(),
+                token_label: h.token_label().to_owned(),
+                pin_file: h.pin_file().to_path_buf(),
+            }
+        }
+        _ => Target::Soft {
+            key_file: km.soft_key_file(),
+        },
+    };
+    println!(
+        "\n(a) {kind} keystore, RSA-2048 ({}), {slots} thread(s) / job slot(s); raw = keystore unwrap loop in a child process, jobs = seal-secret-variable jobs (2 unwraps each) through coordinator + agent",
+        key.oaep_hashes.first().map_or("?", |h| h.jwe_alg())
+    );
+    let mut raws = Vec::new();
+    let mut via_jobs = Vec::new();
+    let mut n = knob("FLOW_BENCH_JOBS", 0usize);
+    for run in 0..runs {
+        let (t, state) = (target.clone(), km.state.clone());
+        let raw_rate =
+            tokio::task::spawn_blocking(move || raw::measure(&t, &state, slots, RAW_SECONDS))
+                .await??;
+        if n == 0 {
+            n = ((raw_rate / 2.0) * JOB_SECONDS).clamp(40.0, 4000.0) as usize;
+        }
+        let jobs_rate = jobs_rate(&c, &mut km, &key, run, n).await?;
+        println!(
+            "  run {}: raw {raw_rate:8.1} unwraps/s   via jobs {jobs_rate:8.1} unwraps/s ({n} jobs)   ratio {:.2}",
+            run + 1,
+            jobs_rate / raw_rate
+        );
+        raws.push(raw_rate);
+        via_jobs.push(jobs_rate);
+    }
+    let (r, j) = (median(&raws), median(&via_jobs));
+    let ratio = j / r;
+    println!(
+        "  median: raw {r:.1} unwraps/s, via jobs {j:.1} unwraps/s: {ratio:.2}x (target >= {TARGET_RATIO:.2}x): {}",
+        if ratio >= TARGET_RATIO {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+    Ok(ratio >= TARGET_RATIO)
+}
+
+/// `parallelism=N` from the agent's "agent running" log line.
+fn job_slots(log: &str) -> BenchResult<usize> {
+    log.lines()
+        .filter(|l| l.contains("agent running"))
+        .find_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("parallelism="))
+                .and_then(|v| v.parse().ok())
+        })
+        .ok_or_else(|| format!("the agent's log names no parallelism:\n{log}").into())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Queues `n` seal jobs while the key manager is paused, resumes it, and
+/// returns unwraps per second from the resume to the last result.
+async fn jobs_rate(
+    c: &Coordinator,
+    km: &mut Agent,
+    key: &KeyManagerKey,
+    run: usize,
+    n: usize,
+) -> BenchResult<f64> {
+    let names: Vec<String> = (0..n).map(|i| format!("R{run}_{i}")).collect();
+    let mut bodies = Vec::with_capacity(n);
+    for name in &names {
+        let binding = Binding {
+            purpose: Purpose::SecretVar,
+            account: c.account.clone(),
+            app: Some("bench".into()),
+            release: None,
+            deployment: None,
+            name: Some(name.clone()),
+            environment: Some("e".into()),
+        };
+        let jwe = wrap_to(key, &binding, format!("value-{name}").as_bytes())?;
+        bodies.push((
+            name.clone(),
+            json!({"wrapped": [{"server_id": key.server_id, "jwe": jwe}]}),
+        ));
+    }
+    let last_seq = last_audit_seq(c).await?;
+    km.signal(Signal::STOP)?;
+    let queued = submit(c, bodies).await;
+    let resumed_at = now_ms();
+    km.signal(Signal::CONT)?;
+    queued?;
+    wait_sealed(c, &names).await?;
+    let audit = c.audit().await?;
+    let mut last_result = 0i64;
+    let mut results = 0usize;
+    for e in audit.iter().filter(|e| seq(e) > last_seq) {
+        let kind = e["detail"]["type"].as_str().unwrap_or_default();
+        if e["action"] == "job.result" && kind == "seal_secret_variable" {
+            results += 1;
+            last_result = last_result.max(e["at_ms"].as_i64().unwrap_or(0));
+        }
+    }
+    if results != n {
+        return Err(format!("{results} job results for {n} jobs").into());
+    }
+    let secs = (last_result - resumed_at).max(1) as f64 / 1000.0;
+    Ok(2.0 * n as f64 / secs)
+}
+
+fn seq(e: &Value) -> i64 {
+    e["seq"].as_i64().unwrap_or(0)
+}
+
+async fn last_audit_seq(c: &Coordinator) -> BenchResult<i64> {
+    Ok(c.audit().await?.iter().map(seq).max().unwrap_or(0))
+}
+
+/// PUTs every secret variable, `SUBMIT_CONCURRENCY` at a time.
+async fn submit(c: &Coordinator, bodies: Vec<(String, Value)>) -> BenchResult<()> {
+    let mut set = JoinSet::new();
+    for (name, body) in bodies {
+        while set.len() >= SUBMIT_CONCURRENCY {
+            if let Some(r) = set.join_next().await {
+                r??;
+            }
+        }
+        let client = c.owner.clone();
+        set.spawn(async move {
+            client
+                .put::<_, Environment>(
+                    &format!("/v1/apps/bench/environments/e/variables/{name}"),
+                    &body,
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    Ok(())
+}
+
+/// Polls the environment until every one of `names` is sealed.
+async fn wait_sealed(c: &Coordinator, names: &[String]) -> BenchResult<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(900);
+    let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+    loop {
+        let e: Environment = c.owner.get("/v1/apps/bench/environments/e").await?;
+        let mut sealed = 0;
+        for v in e
+            .variables
+            .iter()
+            .filter(|v| wanted.contains(v.name.as_str()))
+        {
+            match v.state.as_deref() {
+                Some("sealed") => sealed += 1,
+                Some("failed") => return Err(format!("sealing {} failed", v.name).into()),
+                _ => {}
+            }
+        }
+        if sealed == names.len() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("{sealed} of {} variables sealed after 900 s", names.len()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
