@@ -236,7 +236,9 @@ impl Agent {
     fn command(&self, args: &[&str]) -> Result<Command> {
         let mut cmd = Command::new(bins::binary(bins::AGENT)?);
         cmd.args(args).arg("--config").arg(&self.config);
-        cmd.current_dir(self.root.path());
+        // The state dir, writable by the service user: where a core file
+        // would land (core_pattern "core") if the sandbox allowed one.
+        cmd.current_dir(&self.state);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -411,7 +413,8 @@ impl Agent {
         self.proc.as_ref().map(Proc::stderr).unwrap_or_default()
     }
 
-    /// The directory it runs in (its cwd), holding its logs.
+    /// The directory holding its configuration, state, install root and
+    /// logs. It runs in its state dir.
     pub fn root(&self) -> &Path {
         self.root.path()
     }

@@ -18,5 +18,6 @@ mod happy_path;
 mod no_plaintext;
 mod redelivery;
 mod rotation;
+mod sandbox;
 mod tampering;
 mod unpacking;
