@@ -13,7 +13,7 @@ use custody_proto::apps::DeploymentState;
 async fn a_failed_post_install_is_recorded_and_not_installed_again_on_redelivery() {
     let cl = Cluster::start(&ClusterOptions {
         coordinator: CoordinatorOptions {
-            deploy_deadline_seconds: 2,
+            deploy_deadline_seconds: 3,
             ..CoordinatorOptions::default()
         },
         ..ClusterOptions::default()
@@ -30,7 +30,7 @@ async fn a_failed_post_install_is_recorded_and_not_installed_again_on_redelivery
         &root.join("web"),
         &[("index.html", b"<h1>v1</h1>\n")],
         Some(&format!(
-            "echo ran >> {}/hook-runs.log; sleep 3; echo giving up >&2; exit 3",
+            "echo ran >> {}/hook-runs.log; sleep 4; echo giving up >&2; exit 3",
             root.display()
         )),
     )

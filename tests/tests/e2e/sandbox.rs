@@ -51,14 +51,14 @@ async fn every_thread_of_both_processes_is_sandboxed_sandbox_check_passes_and_si
     let mut opts = AgentOptions::target(Keystore::Soft, &[publisher.pin()]);
     opts.role = Role::Both;
     let mut a = Agent::new("subject", &opts).unwrap();
-    for x in [&mut km, &mut a] {
+    // The subject is enabled first: it creates the master key and shares
+    // it with the other key manager (key-manager jobs it must do).
+    for x in [&mut a, &mut km] {
         x.enroll(&c).await.unwrap();
         x.start_live(&c).await.unwrap();
         c.enable_key_manager(&x.server_id).await.unwrap();
+        c.wait_holders(&[&x.server_id]).await.unwrap();
     }
-    c.wait_holders(&[&km.server_id, &a.server_id])
-        .await
-        .unwrap();
 
     // Real work under the sandbox: key-manager jobs and an install with a hook.
     c.create_app("web", true).await.unwrap();
@@ -93,11 +93,13 @@ async fn every_thread_of_both_processes_is_sandboxed_sandbox_check_passes_and_si
         uid.to_string()
     );
     let jobs = c.jobs().await.unwrap();
-    assert!(
-        jobs.iter()
-            .any(|j| j["done_by"] == a.server_id.as_str() && j["type"] != "deploy"),
-        "the subject did no key-manager job: {jobs:#?}"
-    );
+    for kind in ["create_master_key", "share_master_key", "deploy"] {
+        assert!(
+            jobs.iter()
+                .any(|j| j["done_by"] == a.server_id.as_str() && j["type"] == kind),
+            "the subject did no {kind}: {jobs:#?}"
+        );
+    }
 
     // Every thread of both processes.
     let main = a.pid().unwrap();
