@@ -1,12 +1,13 @@
 //! Tampering with what the coordinator stores, as someone holding its
 //! disk would: one byte of a stored package flipped; another release's
-//! package, or another release's sealed release key, swapped in through
-//! the SQLite file; and a release signed with a publisher key the target
-//! does not pin. Every deploy fails with a reason, nothing is written at
-//! its destination and the target's staging dir is empty; an untouched
-//! release still deploys. Soft keystores: the keys are not the point.
+//! package, another release's sealed release key, or another deployment's
+//! wrapped deploy key swapped in through the SQLite file; and a release
+//! signed with a publisher key the target does not pin. Every deploy fails
+//! with a reason, nothing is written at its destination and the target's
+//! staging dir is empty; an untouched release still deploys. Soft
+//! keystores: the keys are not the point.
 
-use custody_e2e::{Cluster, ClusterOptions, Publisher, Pushed, release};
+use custody_e2e::{Cluster, ClusterOptions, Publisher, Pushed, eventually, release};
 use custody_proto::apps::DeploymentState;
 
 async fn push_to(cl: &Cluster, dest: &str, publisher: &Publisher) -> Pushed {
@@ -22,11 +23,10 @@ async fn push_to(cl: &Cluster, dest: &str, publisher: &Publisher) -> Pushed {
         .unwrap()
 }
 
-/// Deploys `release`; asserts it failed with `code` and that nothing is
-/// at `dest` and the staging dir is empty. Returns the reason.
-async fn refused(cl: &Cluster, release: &str, dest: &str, code: &str) -> String {
-    let d = cl.c.deploy("web", release, "dev").await.unwrap();
-    let done = cl.c.finished(&d.id).await.unwrap();
+/// Waits for deployment `id`; asserts it failed with `code` and that
+/// nothing is at `dest` and the staging dir is empty. Returns the reason.
+async fn failed(cl: &Cluster, id: &str, dest: &str, code: &str) -> String {
+    let done = cl.c.finished(id).await.unwrap();
     assert_eq!(done.state, DeploymentState::Failed, "{done:?}");
     let reason = done
         .reason
@@ -40,9 +40,17 @@ async fn refused(cl: &Cluster, release: &str, dest: &str, code: &str) -> String 
     reason
 }
 
+/// Deploys `release` and checks it is [`failed`]; returns the deployment
+/// id and the reason.
+async fn refused(cl: &Cluster, release: &str, dest: &str, code: &str) -> (String, String) {
+    let d = cl.c.deploy("web", release, "dev").await.unwrap();
+    let reason = failed(cl, &d.id, dest, code).await;
+    (d.id, reason)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_swapped_and_unpinned_releases_are_refused() {
-    let cl = Cluster::start(&ClusterOptions::default()).await.unwrap();
+    let mut cl = Cluster::start(&ClusterOptions::default()).await.unwrap();
     let c = &cl.c;
     let target = cl.target().unwrap().server_id.clone();
     c.create_app("web", true).await.unwrap();
@@ -89,7 +97,7 @@ async fn tampered_swapped_and_unpinned_releases_are_refused() {
     ))
     .await
     .unwrap();
-    let reason = refused(&cl, &keyed.release_id, "keyed", "binding").await;
+    let (_, reason) = refused(&cl, &keyed.release_id, "keyed", "binding").await;
     assert!(
         !reason.contains(&hex::encode(keyed.release_key)),
         "{reason}"
@@ -98,7 +106,49 @@ async fn tampered_swapped_and_unpinned_releases_are_refused() {
     // Signed with a publisher key the target does not pin.
     let stranger = Publisher::from_seed(99);
     let unpinned = push_to(&cl, "unpinned", &stranger).await;
-    refused(&cl, &unpinned.release_id, "unpinned", "unknown_publisher").await;
+    let (unpinned_deployment, _) =
+        refused(&cl, &unpinned.release_id, "unpinned", "unknown_publisher").await;
+
+    // Another deployment's wrapped deploy key swapped in for this one's
+    // (the target is stopped while the coordinator holds the job).
+    let donor_wrap = cl
+        .c
+        .sql(&format!(
+            "SELECT wrapped_deploy_key FROM deployment_targets WHERE deployment_id = '{unpinned_deployment}'"
+        ))
+        .await
+        .unwrap();
+    assert!(donor_wrap.starts_with("ey"), "{donor_wrap}");
+    let swapped = push_to(&cl, "dk-swap", &cl.publisher).await;
+    assert!(cl.targets[0].stop().await.unwrap().success());
+    let d =
+        cl.c.deploy("web", &swapped.release_id, "dev")
+            .await
+            .unwrap();
+    let row = format!("deployment_id = '{}' AND server_id = '{target}'", d.id);
+    let c = &cl.c;
+    eventually(
+        60,
+        "the deploy key to be wrapped for the target",
+        || async {
+            let v = c
+                .sql(&format!(
+                    "SELECT wrapped_deploy_key FROM deployment_targets WHERE {row}"
+                ))
+                .await?;
+            Ok((!v.is_empty()).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    c.sql(&format!(
+        "UPDATE deployment_targets SET wrapped_deploy_key = '{donor_wrap}' WHERE {row}"
+    ))
+    .await
+    .unwrap();
+    cl.targets[0].start_live(&cl.c).await.unwrap();
+    failed(&cl, &d.id, "dk-swap", "binding_mismatch").await;
+    let c = &cl.c;
 
     // An untouched release still deploys: the refusals were the tampering's.
     let clean = push_to(&cl, "clean", &cl.publisher).await;
