@@ -111,6 +111,13 @@ fn main() -> anyhow::Result<()> {
                     running.addr, running.metrics_addr
                 );
                 shutdown::sd_notify("READY=1");
+                if let Some(every) = shutdown::watchdog_interval() {
+                    tokio::spawn(shutdown::watchdog(
+                        running.state.store.clone(),
+                        every,
+                        running.state.shutdown.clone(),
+                    ));
+                }
                 tokio::spawn(shutdown::on_signal(running.shutdown_handle()));
                 running.wait().await;
                 Ok(())

@@ -1,6 +1,9 @@
-//! Lifecycle: SIGTERM/SIGINT start a graceful drain; `sd_notify` READY and
-//! STOPPING when `NOTIFY_SOCKET` is set (systemd `Type=notify`).
+//! Lifecycle: SIGTERM/SIGINT start a graceful drain; `sd_notify` READY,
+//! WATCHDOG and STOPPING when `NOTIFY_SOCKET` is set (systemd `Type=notify`,
+//! `WatchdogSec=`).
 
+use crate::store::Store;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Sends one `sd_notify` state line; does nothing without `NOTIFY_SOCKET`.
@@ -44,4 +47,35 @@ pub async fn on_signal(tx: watch::Sender<bool>) {
     }
     sd_notify("STOPPING=1");
     let _ = tx.send(true);
+}
+
+/// How often systemd wants `WATCHDOG=1`: half of `WATCHDOG_USEC`, when it
+/// is set for this process (`WATCHDOG_PID` unset or ours).
+pub fn watchdog_interval() -> Option<Duration> {
+    std::env::var_os("NOTIFY_SOCKET")?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.trim() != std::process::id().to_string()
+    {
+        return None;
+    }
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.trim().parse().ok()?;
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
+/// Sends `WATCHDOG=1` every `every` for as long as the database writer
+/// answers within that time: a coordinator whose writer is wedged stops
+/// pinging, and systemd restarts it (no queued job is lost across that).
+pub async fn watchdog(store: Store, every: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        let probe = sqlx::query("SELECT 1").execute(&store.write);
+        match tokio::time::timeout(every, probe).await {
+            Ok(Ok(_)) => sd_notify("WATCHDOG=1"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "watchdog: database writer failed"),
+            Err(_) => tracing::warn!("watchdog: database writer did not answer in time"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }

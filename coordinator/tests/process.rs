@@ -35,13 +35,14 @@ fn init(state: &std::path::Path) -> (String, String) {
 }
 
 fn run(state: &std::path::Path, notify: Option<&std::path::Path>) -> (Child, String) {
-    run_on(state, notify, "127.0.0.1:0")
+    run_on(state, notify, "127.0.0.1:0", &[])
 }
 
 fn run_on(
     state: &std::path::Path,
     notify: Option<&std::path::Path>,
     listen: &str,
+    env: &[(&str, &str)],
 ) -> (Child, String) {
     let mut cmd = Command::new(BIN);
     cmd.args([
@@ -56,6 +57,7 @@ fn run_on(
     if let Some(n) = notify {
         cmd.env("NOTIFY_SOCKET", n);
     }
+    cmd.envs(env.iter().copied());
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -156,6 +158,48 @@ async fn kill_restart_and_graceful_stop() {
 }
 
 #[test]
+fn watchdog_pings_at_half_the_interval_and_not_for_another_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    init(&state);
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 64];
+
+    // WATCHDOG_USEC 0.4 s: a ping every 0.2 s after READY.
+    let (mut child, _) = run_on(
+        &state,
+        Some(&sock_path),
+        "127.0.0.1:0",
+        &[("WATCHDOG_USEC", "400000")],
+    );
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    for _ in 0..3 {
+        let n = sock.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"WATCHDOG=1");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // WATCHDOG_PID names another process: the watchdog is not ours.
+    let (mut child, _) = run_on(
+        &state,
+        Some(&sock_path),
+        "127.0.0.1:0",
+        &[("WATCHDOG_USEC", "400000"), ("WATCHDOG_PID", "1")],
+    );
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    sock.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    assert!(sock.recv(&mut buf).is_err(), "pinged for another pid");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
 fn example_config_parses_and_bad_ones_are_refused() {
     use custody_coordinator::config::{Config, ConfigError};
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/coordinator.toml");
@@ -194,7 +238,7 @@ async fn sigkill_between_hand_out_and_result_loses_nothing_and_does_nothing_twic
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let (mut child, url) = run_on(&state, None, &listen);
+    let (mut child, url) = run_on(&state, None, &listen, &[]);
     let h = common::Harness::light(&url, &fp, &token, tempfile::tempdir().unwrap());
     let a = h.key_manager("km-a", 0).await;
     let job = a.poll(5).await.expect("create master key job");
@@ -206,7 +250,7 @@ async fn sigkill_between_hand_out_and_result_loses_nothing_and_does_nothing_twic
     // Crash with the job handed out and not answered, then come back.
     child.kill().unwrap();
     child.wait().unwrap();
-    let (mut child, _) = run_on(&state, None, &listen);
+    let (mut child, _) = run_on(&state, None, &listen, &[]);
 
     let ack = a.answer(&job, a.output_for(&job)).await.unwrap();
     assert!(ack.accepted && !ack.duplicate);
