@@ -119,8 +119,11 @@ fn main() -> anyhow::Result<()> {
                     ));
                 }
                 tokio::spawn(shutdown::on_signal(running.shutdown_handle()));
-                running.wait().await;
-                Ok(())
+                if running.wait().await {
+                    Ok(())
+                } else {
+                    anyhow::bail!("a coordinator task stopped unexpectedly (see the log above)")
+                }
             }
         }
     })

@@ -40,18 +40,54 @@ impl Running {
         self.shutdown.clone()
     }
 
-    /// Starts the drain and waits for the tasks (at most ~10 s).
+    /// Starts the drain and waits for the tasks (at most [`DRAIN`]).
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
-        self.wait().await;
+        let _ = self.wait().await;
     }
 
-    /// Waits until the drain finished.
-    pub async fn wait(self) {
-        for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    /// Runs until the drain starts (a signal, [`Running::stop`], or one of
+    /// the coordinator's tasks ending on its own, which starts it), then
+    /// gives the tasks at most [`DRAIN`] to finish. Returns false when a
+    /// task had ended on its own: the caller exits non-zero, so systemd
+    /// restarts the service.
+    pub async fn wait(self) -> bool {
+        wait_for_drain(self.shutdown, self.tasks, DRAIN).await
+    }
+}
+
+/// How long the tasks get to finish once the drain started.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
+/// See [`Running::wait`].
+async fn wait_for_drain(
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    drain: Duration,
+) -> bool {
+    let mut draining = shutdown.subscribe();
+    let mut healthy = true;
+    loop {
+        tokio::select! {
+            _ = draining.wait_for(|v| *v) => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                if tasks.iter().any(JoinHandle::is_finished) {
+                    tracing::error!("a coordinator task ended on its own; stopping");
+                    healthy = false;
+                    let _ = shutdown.send(true);
+                    break;
+                }
+            }
         }
     }
+    let deadline = tokio::time::Instant::now() + drain;
+    for t in tasks {
+        if tokio::time::timeout_at(deadline, t).await.is_err() {
+            tracing::warn!("drain: a task did not finish in time");
+            break;
+        }
+    }
+    healthy
 }
 
 async fn read_account(store: &Store) -> Result<String> {
@@ -252,5 +288,41 @@ where
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forever() -> JoinHandle<()> {
+        tokio::spawn(std::future::pending())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runs_until_the_drain_starts_then_waits_at_most_the_drain_time() {
+        let (tx, _rx) = watch::channel(false);
+        let stop = tx.clone();
+        let waiting = tokio::spawn(wait_for_drain(tx, vec![forever(), forever()], DRAIN));
+        // A day of (paused, auto-advanced) time: still running.
+        tokio::time::sleep(Duration::from_secs(86_400)).await;
+        assert!(!waiting.is_finished());
+        let started = tokio::time::Instant::now();
+        stop.send(true).unwrap();
+        assert!(waiting.await.unwrap(), "a clean drain");
+        let took = started.elapsed();
+        assert!(
+            took >= DRAIN && took < DRAIN + Duration::from_secs(2),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_ends_on_its_own_starts_the_drain_and_reports_it() {
+        let (tx, rx) = watch::channel(false);
+        let done = tokio::spawn(async {});
+        let healthy = wait_for_drain(tx, vec![forever(), done], DRAIN).await;
+        assert!(!healthy);
+        assert!(*rx.borrow(), "the drain was started for the other tasks");
     }
 }

@@ -49,7 +49,7 @@ pub async fn bench(kind: &str, runs: usize) -> BenchResult<bool> {
     };
     // Leases long enough that jobs handed to the paused agent's open polls
     // are not re-issued while the queue fills.
-    let c = Coordinator::start_with(&CoordinatorOptions {
+    let mut c = Coordinator::start_with(&CoordinatorOptions {
         key_manager_deadline_seconds: 300,
         ..CoordinatorOptions::default()
     })
@@ -95,7 +95,15 @@ pub async fn bench(kind: &str, runs: usize) -> BenchResult<bool> {
         if n == 0 {
             n = ((raw_rate / 2.0) * JOB_SECONDS).clamp(40.0, 4000.0) as usize;
         }
-        let jobs_rate = jobs_rate(&c, &mut km, &key, run, n).await?;
+        let jobs_rate = match jobs_rate(&c, &mut km, &key, run, n).await {
+            Ok(r) => r,
+            Err(e) => {
+                // Name a coordinator or agent that died, with its log tail.
+                c.process().check_running()?;
+                km.process()?.check_running()?;
+                return Err(e);
+            }
+        };
         println!(
             "  run {}: raw {raw_rate:8.1} unwraps/s   via jobs {jobs_rate:8.1} unwraps/s ({n} jobs)   ratio {:.2}",
             run + 1,
