@@ -80,7 +80,7 @@ impl Client {
             Err(e) => return Err(e),
         };
         let partial = resp.status() == reqwest::StatusCode::PARTIAL_CONTENT;
-        let mut f = tokio::fs::OpenOptions::new()
+        let file = tokio::fs::OpenOptions::new()
             .create(true)
             .write(true)
             .append(partial)
@@ -88,6 +88,9 @@ impl Client {
             .open(dest)
             .await
             .map_err(io(&op))?;
+        // Body chunks are HTTP/2 frames (16 KiB): gather them, so a file
+        // write (a blocking-pool hop in tokio) moves 256 KiB, not 16.
+        let mut f = tokio::io::BufWriter::with_capacity(256 * 1024, file);
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|source| ClientError::Transport {
@@ -97,7 +100,7 @@ impl Client {
             f.write_all(&chunk).await.map_err(io(&op))?;
         }
         f.flush().await.map_err(io(&op))?;
-        f.sync_all().await.map_err(io(&op))?;
+        f.get_ref().sync_all().await.map_err(io(&op))?;
         Ok(tokio::fs::metadata(dest).await.map_err(io(&op))?.len())
     }
 }
