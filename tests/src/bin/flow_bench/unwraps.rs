@@ -7,9 +7,12 @@
 //! variable* jobs — each unwraps `wrap(P_k, value)` and `wrap(P_k, MK)`
 //! through the keystore and seals the value under `MK`. The key manager is
 //! paused (SIGSTOP) while the jobs are queued, so that what is timed — from
-//! SIGCONT to the last job result in the coordinator's audit log — is the
-//! key manager and the coordinator working through a full queue, not this
-//! program submitting it.
+//! SIGCONT to the 95th-percentile job result in the coordinator's audit
+//! log — is the key manager and the coordinator working through a full
+//! queue, not this program submitting it. (Not to the last result: a job
+//! answered to the stopped agent's poll can be lost with its timed-out
+//! request and waits for its lease to run out; the run says so when the
+//! last 5% straggle.)
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -144,7 +147,7 @@ fn now_ms() -> i64 {
 }
 
 /// Queues `n` seal jobs while the key manager is paused, resumes it, and
-/// returns unwraps per second from the resume to the last result.
+/// returns unwraps per second from the resume to the 95th-percentile result.
 async fn jobs_rate(
     c: &Coordinator,
     km: &mut Agent,
@@ -178,20 +181,34 @@ async fn jobs_rate(
     queued?;
     wait_sealed(c, &names).await?;
     let audit = c.audit().await?;
-    let mut last_result = 0i64;
-    let mut results = 0usize;
-    for e in audit.iter().filter(|e| seq(e) > last_seq) {
-        let kind = e["detail"]["type"].as_str().unwrap_or_default();
-        if e["action"] == "job.result" && kind == "seal_secret_variable" {
-            results += 1;
-            last_result = last_result.max(e["at_ms"].as_i64().unwrap_or(0));
-        }
+    let mut done_at: Vec<i64> = audit
+        .iter()
+        .filter(|e| seq(e) > last_seq)
+        .filter(|e| {
+            e["action"] == "job.result"
+                && e["result"] == "ok"
+                && e["detail"]["type"] == "seal_secret_variable"
+        })
+        .map(|e| e["at_ms"].as_i64().unwrap_or(0))
+        .collect();
+    if done_at.len() != n {
+        return Err(format!("{} job results for {n} jobs", done_at.len()).into());
     }
-    if results != n {
-        return Err(format!("{results} job results for {n} jobs").into());
+    // The rate up to the 95th-percentile result: a job whose poll answer
+    // reached the agent while it was stopped can be lost with the agent's
+    // timed-out request and is re-issued only when its lease runs out —
+    // an artefact of pausing the agent, not of the path measured.
+    done_at.sort_unstable();
+    let k = (n * 95).div_ceil(100).max(1);
+    let secs = (done_at[k - 1] - resumed_at).max(1) as f64 / 1000.0;
+    let straggler_s = (done_at[n - 1] - done_at[k - 1]) as f64 / 1000.0;
+    if straggler_s > 5.0 {
+        println!(
+            "    (run {}: the last 5% of results came {straggler_s:.1} s after the 95th percentile)",
+            run + 1
+        );
     }
-    let secs = (last_result - resumed_at).max(1) as f64 / 1000.0;
-    Ok(2.0 * n as f64 / secs)
+    Ok(2.0 * k as f64 / secs)
 }
 
 fn seq(e: &Value) -> i64 {
