@@ -13,6 +13,9 @@ use crate::error::{E2eError, Result, io};
 
 /// The service user's name.
 pub const SERVICE_USER: &str = "custody-test";
+/// Serialises creating the service user across test threads and binaries
+/// (the agent tests take the same lock).
+pub const USERADD_LOCK: &str = "/tmp/custody-test-useradd.lock";
 
 /// Whether this process runs as root (the sandbox then switches user).
 pub fn running_as_root() -> bool {
@@ -35,6 +38,16 @@ pub fn service_ids() -> Result<(u32, u32)> {
             source: e.into(),
         })
     };
+    // Concurrent `useradd`s (test threads, test binaries) can each write
+    // /etc/passwd and leave the user with another uid than one of them
+    // looked up: check and create under one lock.
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(USERADD_LOCK)
+        .map_err(io("open", USERADD_LOCK))?;
+    lock.lock().map_err(io("lock", USERADD_LOCK))?;
     if lookup()?.is_none() {
         let status = Command::new("useradd")
             .args([
@@ -59,6 +72,7 @@ pub fn service_ids() -> Result<(u32, u32)> {
         }
     }
     let user = lookup()?.ok_or_else(|| E2eError::Setup(format!("no user {SERVICE_USER}")))?;
+    drop(lock);
     Ok((user.uid.as_raw(), user.gid.as_raw()))
 }
 

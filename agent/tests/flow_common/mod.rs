@@ -20,6 +20,8 @@ use custody_proto::servers::{JoinToken, MasterKeyStatus, Server};
 pub const AGENT: &str = env!("CARGO_BIN_EXE_custody-agent");
 /// The unprivileged user sandboxed agents switch to.
 pub const TEST_USER: &str = "custody-test";
+/// Serialises creating the test user across test threads and binaries.
+pub const USERADD_LOCK: &str = "/tmp/custody-test-useradd.lock";
 
 /// Waits until `f` returns `Some`, polling; panics with `what` after `secs`.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
@@ -45,6 +47,17 @@ pub fn sandboxed() -> bool {
 /// The test user's uid and gid, created when missing.
 pub fn test_user() -> (u32, u32) {
     let lookup = || nix::unistd::User::from_name(TEST_USER).unwrap();
+    // Concurrent `useradd`s (test threads, test binaries) can each write
+    // /etc/passwd and leave the user with another uid than one of them
+    // looked up: check and create under one lock.
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(USERADD_LOCK)
+        .or_else(|_| std::fs::File::open(USERADD_LOCK))
+        .unwrap();
+    lock.lock().unwrap();
     if lookup().is_none() {
         let status = Command::new("useradd")
             .args([
@@ -65,6 +78,7 @@ pub fn test_user() -> (u32, u32) {
         );
     }
     let u = lookup().unwrap();
+    drop(lock);
     (u.uid.as_raw(), u.gid.as_raw())
 }
 

@@ -27,6 +27,8 @@ pub const ARG_ENV: &str = "CUSTODY_SANDBOX_TEST_ARG";
 
 /// The dedicated unprivileged user the tests switch to.
 pub const TEST_USER: &str = "custody-test";
+/// Serialises creating the test user across test threads and binaries.
+pub const USERADD_LOCK: &str = "/tmp/custody-test-useradd.lock";
 
 /// A test case: a name and a body that panics on failure.
 pub type Case = (&'static str, fn());
@@ -71,6 +73,17 @@ pub fn run_cases(cases: &[Case]) -> ExitCode {
 /// The test user's uid and gid, creating the user when missing.
 pub fn test_user() -> (u32, u32) {
     let lookup = || nix::unistd::User::from_name(TEST_USER).unwrap();
+    // Concurrent `useradd`s (test threads, test binaries) can each write
+    // /etc/passwd and leave the user with another uid than one of them
+    // looked up: check and create under one lock.
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(USERADD_LOCK)
+        .or_else(|_| std::fs::File::open(USERADD_LOCK))
+        .unwrap();
+    lock.lock().unwrap();
     if lookup().is_none() {
         let status = Command::new("useradd")
             .args([
@@ -92,6 +105,7 @@ pub fn test_user() -> (u32, u32) {
         );
     }
     let user = lookup().expect("the test user exists");
+    drop(lock);
     (user.uid.as_raw(), user.gid.as_raw())
 }
 

@@ -35,6 +35,10 @@ const JOB_SECONDS: f64 = 6.0;
 const RAW_SECONDS: f64 = 4.0;
 /// The goal: jobs reach this fraction of the raw rate.
 const TARGET_RATIO: f64 = 0.8;
+/// At most this many jobs per run: queueing more keeps the agent stopped
+/// past its poll's timeout (wait + 30 s), and the jobs its polls were
+/// answered with then wait out their lease.
+const MAX_JOBS: f64 = 2000.0;
 /// PUTs in flight while the queue is filled.
 const SUBMIT_CONCURRENCY: usize = 16;
 
@@ -96,7 +100,7 @@ pub async fn bench(kind: &str, runs: usize) -> BenchResult<bool> {
             tokio::task::spawn_blocking(move || raw::measure(&t, &state, slots, RAW_SECONDS))
                 .await??;
         if n == 0 {
-            n = ((raw_rate / 2.0) * JOB_SECONDS).clamp(40.0, 4000.0) as usize;
+            n = ((raw_rate / 2.0) * JOB_SECONDS).clamp(40.0, MAX_JOBS) as usize;
         }
         let jobs_rate = match jobs_rate(&c, &mut km, &key, run, n).await {
             Ok(r) => r,
