@@ -4,12 +4,14 @@
 //! - soft: the keystore's unwrap (RSA in the `rsa` crate). Its reference is
 //!   `openssl speed` (the CPU), printed by `scripts/bench-2-keystore.sh`.
 //! - pkcs11 (SoftHSM2): a raw `C_Decrypt` loop on its own sessions vs the
-//!   keystore (session pool) — 1 thread and N threads.
+//!   keystore (session pool) — 1 thread and N threads, each thread
+//!   alternating one raw and one keystore unwrap.
 //! - tpm (swtpm): a raw `TPM2_RSA_Decrypt` loop (same key, same HMAC
 //!   session setup) vs the keystore (its owning thread) — 1 and N callers.
 //!
 //! Each figure is the median of `RUNS` timed runs of `RUN` seconds, after a
-//! warm-up. SoftHSM2 needs `SOFTHSM2_CONF` before `C_Initialize`, so the
+//! warm-up; raw and keystore runs alternate (TPM) or, where both can run in
+//! one thread (PKCS#11), their operations alternate. SoftHSM2 needs `SOFTHSM2_CONF` before `C_Initialize`, so the
 //! PKCS#11 part runs in a child process of this binary with it set.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -99,6 +101,70 @@ fn compare(
         k.push(ks(RUN));
     }
     (median(r), median(k))
+}
+
+/// `n` threads, each alternating one raw operation (on its own state from
+/// `make`) and one keystore operation for `d`, each operation timed on its
+/// own: returns (raw, keystore) operations per second, each the sum over
+/// threads of that thread's operations per second of its own time.
+/// Interleaving op by op puts both under the same machine state (CPU
+/// placement, steal, frequency, the other threads' work), which whole-run
+/// alternation on this VM did not: a rate drifted by up to ±12% between
+/// two-second runs, in either direction.
+fn interleaved<S>(
+    n: usize,
+    d: Duration,
+    make: &(impl Fn() -> S + Sync),
+    raw: &(impl Fn(&mut S) + Sync),
+    ks: &(impl Fn() + Sync),
+) -> (f64, f64) {
+    let rates: Vec<(f64, f64)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..n)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut st = make();
+                    let (mut raw_time, mut ks_time, mut k) = (Duration::ZERO, Duration::ZERO, 0u64);
+                    let start = Instant::now();
+                    while start.elapsed() < d {
+                        let t0 = Instant::now();
+                        raw(&mut st);
+                        let t1 = Instant::now();
+                        ks();
+                        ks_time += t1.elapsed();
+                        raw_time += t1 - t0;
+                        k += 1;
+                    }
+                    (
+                        k as f64 / raw_time.as_secs_f64(),
+                        k as f64 / ks_time.as_secs_f64(),
+                    )
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    (
+        rates.iter().map(|r| r.0).sum(),
+        rates.iter().map(|r| r.1).sum(),
+    )
+}
+
+/// Median (raw, keystore) rates over `RUNS` interleaved runs of `n`
+/// threads, after a warm-up.
+fn compare_interleaved<S>(
+    n: usize,
+    make: &(impl Fn() -> S + Sync),
+    raw: &(impl Fn(&mut S) + Sync),
+    ks: &(impl Fn() + Sync),
+) -> (f64, f64) {
+    interleaved(n, WARMUP, make, raw, ks);
+    let runs: Vec<(f64, f64)> = (0..RUNS)
+        .map(|_| interleaved(n, RUN, make, raw, ks))
+        .collect();
+    (
+        median(runs.iter().map(|r| r.0).collect()),
+        median(runs.iter().map(|r| r.1).collect()),
+    )
 }
 
 /// Median rate of the keystore alone (warm-up, RUNS runs).
@@ -194,14 +260,12 @@ fn pkcs11_child(n: usize) {
         let pt = s.decrypt(&mech, key, &ct).unwrap();
         assert_eq!(pt.len(), 32);
     };
-    let (raw1, ks1) = compare(
-        |d| run_threads(1, d, &make, &op),
-        |d| keystore_run(ks.as_ref(), 1, d),
-    );
-    let (rawn, ksn) = compare(
-        |d| run_threads(n, d, &make, &op),
-        |d| keystore_run(ks.as_ref(), n, d),
-    );
+    let ks_op = || {
+        let pt = ks.unwrap(hash, &ct).unwrap();
+        assert_eq!(pt.len(), 32);
+    };
+    let (raw1, ks1) = compare_interleaved(1, &make, &op, &ks_op);
+    let (rawn, ksn) = compare_interleaved(n, &make, &op, &ks_op);
     println!(
         "pkcs11  rsa-{} {:12}  raw C_Decrypt: {raw1:8.1}/s  keystore: {ks1:8.1}/s  overhead {} (1 thread) | raw: {rawn:8.1}/s  keystore: {ksn:8.1}/s  overhead {} ({n} threads)",
         bits(&public),
