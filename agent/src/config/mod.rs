@@ -221,7 +221,9 @@ impl Default for SandboxConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobsConfig {
-    /// How many key-manager jobs run at once (each holds one long poll).
+    /// How many key-manager jobs use the keystore at once (the agent
+    /// holds twice as many long polls, so the next job is fetched while
+    /// one unwraps).
     /// Default: what the keystore can unwrap concurrently (the PKCS#11
     /// session count; 1 for a TPM; the CPU count for the soft keystore).
     #[serde(default)]

@@ -2,12 +2,16 @@
 //! started: long polls for jobs, runs them, heartbeats, pings the systemd
 //! watchdog, reloads on SIGHUP, drains on SIGTERM.
 //!
-//! - **Polling.** `parallelism` pollers each hold one long poll
+//! - **Polling.** `2 × parallelism` pollers each hold one long poll
 //!   (`GET /v1/agent/jobs?wait=…`); a key-manager job runs in the poller
-//!   that received it (on the blocking pool: keystore calls block), so at
-//!   most `parallelism` unwrap jobs run at once — the keystore's session
-//!   count by default. A deploy is handed to the one deploy worker (deploys
-//!   run one at a time; the poller goes back to polling at once).
+//!   that received it (on the blocking pool: keystore calls block) once it
+//!   holds one of `parallelism` keystore permits — the keystore's session
+//!   count by default — so at most `parallelism` jobs unwrap at once while
+//!   the other pollers fetch the next job and post the last result: the
+//!   keystore does not sit idle through those round trips (with one poller
+//!   per permit, a soft key manager on two cores spent about half its
+//!   time waiting on them). A deploy is handed to the one deploy worker
+//!   (deploys run one at a time; the poller goes back to polling at once).
 //! - **Reconnecting.** A failed poll waits with exponential backoff and
 //!   jitter (1 s doubling to 60 s) before the next; a success resets it.
 //! - **Results** are posted until the coordinator acknowledges them (the
@@ -66,8 +70,11 @@ pub struct Context {
     pub heartbeat_interval: Duration,
     /// Long-poll wait.
     pub poll_wait: Duration,
-    /// Concurrent pollers (= key-manager jobs at once).
+    /// Key-manager jobs that use the keystore at once (there are twice as
+    /// many pollers).
     pub parallelism: usize,
+    /// `parallelism` permits: a key-manager job holds one while it runs.
+    pub keystore_permits: tokio::sync::Semaphore,
     /// The deploy target, when this agent is one.
     pub target: Option<Arc<Target>>,
     /// systemd notifications.
@@ -105,6 +112,7 @@ impl Context {
             heartbeat_interval,
             poll_wait,
             parallelism: parallelism.max(1),
+            keystore_permits: tokio::sync::Semaphore::new(parallelism.max(1)),
             target,
             notifier,
             log,
@@ -128,6 +136,10 @@ impl Context {
     }
 }
 
+/// Pollers per keystore permit: one job unwrapping, one being fetched or
+/// reported.
+const POLLERS_PER_PERMIT: usize = 2;
+
 /// Runs the agent until SIGTERM/SIGINT, then drains. Must run inside the
 /// runtime.
 pub async fn run(ctx: Arc<Context>) {
@@ -143,7 +155,7 @@ pub async fn run(ctx: Arc<Context>) {
     };
 
     let mut tasks = tokio::task::JoinSet::new();
-    for slot in 0..ctx.parallelism {
+    for slot in 0..POLLERS_PER_PERMIT * ctx.parallelism {
         tasks.spawn(poller::run(
             ctx.clone(),
             slot,

@@ -103,8 +103,12 @@ async fn handle(ctx: &Arc<Context>, job: Job, deploys: &mpsc::UnboundedSender<Jo
     results::post(ctx, &job, outcome).await;
 }
 
-/// Runs a key-manager job on the blocking pool (keystore calls block).
+/// Runs a key-manager job on the blocking pool (keystore calls block),
+/// holding one of the context's keystore permits while it runs.
 pub async fn run_key_manager_job(ctx: &Arc<Context>, job: &Job) -> Outcome {
+    // The semaphore is never closed; were it, the job would run unbounded
+    // rather than not at all.
+    let _permit = ctx.keystore_permits.acquire().await.ok();
     let c = ctx.clone();
     let payload = job.payload.clone();
     let kind = job.payload.kind();
