@@ -2,7 +2,7 @@
 //!
 //! The tests run as root here; the agent's sandbox then drops to a service
 //! user, as it does in production. That user is `custody-test`, the one the
-//! agent's own sandbox tests create (`agent/tests/sandbox_common/`), made
+//! agent's own tests create (`agent/tests/common/test_user.rs`), made
 //! the same way when it is missing. The agent's state dir and a SoftHSM2
 //! token dir must belong to it (SoftHSM2 rewrites `token.lock` on login).
 

@@ -17,11 +17,11 @@ use custody_client::{Client, ClientConfig};
 use custody_coordinator::{Config, server};
 use custody_proto::servers::{JoinToken, MasterKeyStatus, Server};
 
+#[path = "../common/test_user.rs"]
+mod test_user;
+pub use test_user::{TEST_USER, test_user};
+
 pub const AGENT: &str = env!("CARGO_BIN_EXE_custody-agent");
-/// The unprivileged user sandboxed agents switch to.
-pub const TEST_USER: &str = "custody-test";
-/// Serialises creating the test user across test threads and binaries.
-pub const USERADD_LOCK: &str = "/tmp/custody-test-useradd.lock";
 
 /// Waits until `f` returns `Some`, polling; panics with `what` after `secs`.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
@@ -42,44 +42,6 @@ where
 /// Whether agents run sandboxed: only as root (the sandbox switches user).
 pub fn sandboxed() -> bool {
     rustix::process::geteuid().is_root()
-}
-
-/// The test user's uid and gid, created when missing.
-pub fn test_user() -> (u32, u32) {
-    let lookup = || nix::unistd::User::from_name(TEST_USER).unwrap();
-    // Concurrent `useradd`s (test threads, test binaries) can each write
-    // /etc/passwd and leave the user with another uid than one of them
-    // looked up: check and create under one lock.
-    let lock = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(USERADD_LOCK)
-        .or_else(|_| std::fs::File::open(USERADD_LOCK))
-        .unwrap();
-    lock.lock().unwrap();
-    if lookup().is_none() {
-        let status = Command::new("useradd")
-            .args([
-                "--system",
-                "--user-group",
-                "--no-create-home",
-                "--home-dir",
-                "/nonexistent",
-                "--shell",
-                "/usr/sbin/nologin",
-                TEST_USER,
-            ])
-            .status()
-            .unwrap();
-        assert!(
-            status.success() || status.code() == Some(9),
-            "useradd: {status}"
-        );
-    }
-    let u = lookup().unwrap();
-    drop(lock);
-    (u.uid.as_raw(), u.gid.as_raw())
 }
 
 pub fn chown_tree(path: &Path, uid: u32, gid: u32) {

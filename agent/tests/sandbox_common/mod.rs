@@ -18,17 +18,16 @@ pub fn landlock_abi() -> u32 {
     kernel_abi().unwrap_or(0)
 }
 
+#[path = "../common/test_user.rs"]
+mod test_user;
+pub use test_user::{TEST_USER, test_user};
+
 /// The variable that turns a re-executed test binary into a child case.
 pub const CHILD_ENV: &str = "CUSTODY_SANDBOX_TEST_CHILD";
 /// The variable that carries the child's plan, as JSON.
 pub const PLAN_ENV: &str = "CUSTODY_SANDBOX_TEST_PLAN";
 /// A free-form argument for the child.
 pub const ARG_ENV: &str = "CUSTODY_SANDBOX_TEST_ARG";
-
-/// The dedicated unprivileged user the tests switch to.
-pub const TEST_USER: &str = "custody-test";
-/// Serialises creating the test user across test threads and binaries.
-pub const USERADD_LOCK: &str = "/tmp/custody-test-useradd.lock";
 
 /// A test case: a name and a body that panics on failure.
 pub type Case = (&'static str, fn());
@@ -68,45 +67,6 @@ pub fn run_cases(cases: &[Case]) -> ExitCode {
         );
         ExitCode::FAILURE
     }
-}
-
-/// The test user's uid and gid, creating the user when missing.
-pub fn test_user() -> (u32, u32) {
-    let lookup = || nix::unistd::User::from_name(TEST_USER).unwrap();
-    // Concurrent `useradd`s (test threads, test binaries) can each write
-    // /etc/passwd and leave the user with another uid than one of them
-    // looked up: check and create under one lock.
-    let lock = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(USERADD_LOCK)
-        .or_else(|_| std::fs::File::open(USERADD_LOCK))
-        .unwrap();
-    lock.lock().unwrap();
-    if lookup().is_none() {
-        let status = Command::new("useradd")
-            .args([
-                "--system",
-                "--user-group",
-                "--no-create-home",
-                "--home-dir",
-                "/nonexistent",
-                "--shell",
-                "/usr/sbin/nologin",
-                TEST_USER,
-            ])
-            .status()
-            .expect("running useradd");
-        // 9: created meanwhile by a concurrent test binary.
-        assert!(
-            status.success() || status.code() == Some(9),
-            "useradd {TEST_USER}: {status}"
-        );
-    }
-    let user = lookup().expect("the test user exists");
-    drop(lock);
-    (user.uid.as_raw(), user.gid.as_raw())
 }
 
 /// Directories for one test: a root-owned config dir with a file, a state
