@@ -1,8 +1,9 @@
 //! Unwraps per second through each keystore, beside the raw rate of the
 //! same hardware measured in the same run:
 //!
-//! - soft: the keystore's unwrap (RSA in the `rsa` crate). Its reference is
-//!   `openssl speed` (the CPU), printed by `scripts/bench-2-keystore.sh`.
+//! - soft: the `rsa` crate's OAEP decryption with the same key vs the
+//!   keystore (which wraps it) — 1 and N threads; `openssl speed` (the
+//!   CPU's best), printed by `scripts/bench-2-keystore.sh`, for scale.
 //! - pkcs11 (SoftHSM2): a raw `C_Decrypt` loop on its own sessions vs the
 //!   keystore (session pool) — 1 thread and N threads, each thread
 //!   alternating one raw and one keystore unwrap.
@@ -201,15 +202,32 @@ fn bits(pk: &rsa::RsaPublicKey) -> usize {
 }
 
 fn soft(n: usize) {
+    use rsa::pkcs8::DecodePrivateKey as _;
     for bits_wanted in [2048, 3072] {
         let d = tempfile::tempdir().unwrap();
         let cfg: KeyStoreConfig =
             toml::from_str(&format!("kind = \"soft\"\nkey_bits = {bits_wanted}")).unwrap();
         let ks = keystore::open(&cfg, d.path()).unwrap().start().unwrap();
-        let one = alone(|d| keystore_run(ks.as_ref(), 1, d));
-        let many = alone(|d| keystore_run(ks.as_ref(), n, d));
+        // Raw: the `rsa` crate's own OAEP decryption with the same key —
+        // what the soft keystore wraps.
+        let pem = std::fs::read_to_string(d.path().join("soft-key.pem")).unwrap();
+        let key = rsa::RsaPrivateKey::from_pkcs8_pem(&pem).unwrap();
+        let ct = encrypt(ks.public_key(), OaepHash::Sha256);
+        let raw = |_: &mut ()| {
+            #[allow(clippy::disallowed_methods)] // the raw reference of the soft keystore
+            let pt = key.decrypt(Oaep::new::<rsa::sha2::Sha256>(), &ct).unwrap();
+            assert_eq!(pt.len(), 32);
+        };
+        let ks_op = || {
+            let pt = ks.unwrap(OaepHash::Sha256, &ct).unwrap();
+            assert_eq!(pt.len(), 32);
+        };
+        let (raw1, ks1) = compare_interleaved(1, &|| (), &raw, &ks_op);
+        let (rawn, ksn) = compare_interleaved(n, &|| (), &raw, &ks_op);
         println!(
-            "soft    rsa-{bits_wanted} RSA-OAEP-256  keystore: {one:8.1}/s (1 thread) {many:8.1}/s ({n} threads)   [raw CPU: openssl speed rsa{bits_wanted}, above]"
+            "soft    rsa-{bits_wanted} RSA-OAEP-256  raw rsa crate: {raw1:8.1}/s  keystore: {ks1:8.1}/s  overhead {} (1 thread) | raw: {rawn:8.1}/s  keystore: {ksn:8.1}/s  overhead {} ({n} threads)   [the CPU's best: openssl speed rsa{bits_wanted}, above]",
+            overhead(raw1, ks1),
+            overhead(rawn, ksn)
         );
     }
 }
