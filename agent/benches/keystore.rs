@@ -183,14 +183,17 @@ fn encrypt(pk: &rsa::RsaPublicKey, hash: OaepHash) -> Vec<u8> {
         .unwrap()
 }
 
+/// One unwrap through `ks` of a wrapped 32-byte key.
+fn unwrap_once(ks: &dyn KeyStore, hash: OaepHash, ct: &[u8]) {
+    let pt = ks.unwrap(hash, ct).unwrap();
+    assert_eq!(pt.len(), 32);
+}
+
 /// One timed run of unwraps through `ks` with `n` threads.
 fn keystore_run(ks: &dyn KeyStore, n: usize, d: Duration) -> f64 {
     let hash = OaepHash::best_common(ks.supported_hashes()).unwrap();
     let ct = encrypt(ks.public_key(), hash);
-    run_threads(n, d, &|| (), &|_: &mut ()| {
-        let pt = ks.unwrap(hash, &ct).unwrap();
-        assert_eq!(pt.len(), 32);
-    })
+    run_threads(n, d, &|| (), &|_: &mut ()| unwrap_once(ks, hash, &ct))
 }
 
 fn overhead(raw: f64, ks: f64) -> String {
@@ -218,10 +221,7 @@ fn soft(n: usize) {
             let pt = key.decrypt(Oaep::new::<rsa::sha2::Sha256>(), &ct).unwrap();
             assert_eq!(pt.len(), 32);
         };
-        let ks_op = || {
-            let pt = ks.unwrap(OaepHash::Sha256, &ct).unwrap();
-            assert_eq!(pt.len(), 32);
-        };
+        let ks_op = || unwrap_once(ks.as_ref(), OaepHash::Sha256, &ct);
         let (raw1, ks1) = compare_interleaved(1, &|| (), &raw, &ks_op);
         let (rawn, ksn) = compare_interleaved(n, &|| (), &raw, &ks_op);
         println!(
@@ -278,10 +278,7 @@ fn pkcs11_child(n: usize) {
         let pt = s.decrypt(&mech, key, &ct).unwrap();
         assert_eq!(pt.len(), 32);
     };
-    let ks_op = || {
-        let pt = ks.unwrap(hash, &ct).unwrap();
-        assert_eq!(pt.len(), 32);
-    };
+    let ks_op = || unwrap_once(ks.as_ref(), hash, &ct);
     let (raw1, ks1) = compare_interleaved(1, &make, &op, &ks_op);
     let (rawn, ksn) = compare_interleaved(n, &make, &op, &ks_op);
     println!(
