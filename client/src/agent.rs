@@ -4,8 +4,8 @@
 use crate::{Client, ClientError, Result};
 use custody_proto::PROTOCOL_VERSION;
 use custody_proto::jobs::{
-    ArtifactLocation, Job, JobFailure, JobOutput, JobResult, LogBatch, LogLine, Outcome,
-    PollResponse, ResultAck,
+    ArtifactLocation, BatchedAck, BatchedResult, Job, JobFailure, JobOutput, JobResult, LogBatch,
+    LogLine, Outcome, PollResponse, ResultAck, ResultBatch, ResultBatchAck,
 };
 use custody_proto::servers::{EnrollRequest, EnrollResponse, Heartbeat, HeartbeatAck};
 use std::path::Path;
@@ -32,8 +32,15 @@ impl Client {
     /// Long poll: waits up to `wait` for a job (the request timeout is
     /// stretched to cover the wait).
     pub async fn poll_job(&self, wait: Duration) -> Result<Option<Job>> {
+        Ok(self.poll_jobs(wait, 1).await?.into_iter().next())
+    }
+
+    /// Long poll for up to `max` jobs at once (the coordinator caps it);
+    /// answers with the jobs queued when the first one is, or none after
+    /// `wait`.
+    pub async fn poll_jobs(&self, wait: Duration, max: u32) -> Result<Vec<Job>> {
         let path = format!(
-            "/v1/agent/jobs?wait={}&protocol={PROTOCOL_VERSION}",
+            "/v1/agent/jobs?wait={}&max={max}&protocol={PROTOCOL_VERSION}",
             wait.as_secs()
         );
         let op = format!("GET {path}");
@@ -47,7 +54,7 @@ impl Client {
         })?;
         let p: PollResponse =
             serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode { op, source })?;
-        Ok(p.jobs.into_iter().next())
+        Ok(p.jobs)
     }
 
     /// Reports a job's output.
@@ -71,6 +78,21 @@ impl Client {
             },
         )
         .await
+    }
+
+    /// `POST /v1/agent/results`: several jobs' results in one request
+    /// (at most `MAX_RESULTS_PER_BATCH`); one ack per result, in order.
+    pub async fn job_results(&self, results: Vec<BatchedResult>) -> Result<Vec<BatchedAck>> {
+        let ack: ResultBatchAck = self
+            .post(
+                "/v1/agent/results",
+                &ResultBatch {
+                    protocol: PROTOCOL_VERSION,
+                    results,
+                },
+            )
+            .await?;
+        Ok(ack.acks)
     }
 
     /// Streams deploy log lines (secrets already redacted).

@@ -108,6 +108,24 @@ impl From<custody_proto::ids::IdError> for Error {
     }
 }
 
+impl Error {
+    /// The body an API error answers with (the generic message for
+    /// internal errors, which are logged where they are answered).
+    pub fn to_api(&self) -> custody_proto::ApiError {
+        let (message, details) = match self {
+            Error::Api {
+                message, details, ..
+            } => (message.clone(), details.clone()),
+            _ => ("internal error; see the coordinator log".into(), None),
+        };
+        custody_proto::ApiError {
+            code: self.code(),
+            message,
+            details,
+        }
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let code = self.code();

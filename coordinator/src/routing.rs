@@ -8,7 +8,7 @@ use crate::state::{AppState, Tx};
 use crate::store::jobs::{self as jstore, JobRow, NewJob};
 use crate::store::now_ms;
 use custody_proto::ErrorCode;
-use custody_proto::jobs::{Job, JobKind, JobResult, Outcome, ResultAck};
+use custody_proto::jobs::{BatchedAck, BatchedResult, Job, JobKind, JobResult, Outcome, ResultAck};
 use serde_json::json;
 use std::time::Duration;
 
@@ -169,41 +169,49 @@ pub async fn sweeper(state: std::sync::Arc<AppState>) {
     }
 }
 
-async fn claim_one(state: &AppState, server: &str) -> Result<Option<Job>> {
+/// Leases up to `max` of the jobs queued for `server` in one transaction
+/// and builds their payloads. A job whose inputs are gone (server removed,
+/// key lost) cannot run anywhere: it fails here and is not handed out.
+async fn claim(state: &AppState, server: &str, max: u32) -> Result<Vec<Job>> {
     let mut tx = state.begin().await?;
     let now = now_ms();
-    let Some(row) = jstore::claim(&mut tx.c, server, now).await? else {
-        return Ok(None);
-    };
-    let spec = Spec::from_json(&row.spec)?;
-    let payload = match jobspec::materialize(&mut tx, &spec, server).await {
-        Ok(p) => p,
-        Err(Error::Api { message, .. }) => {
-            // Its inputs are gone (server removed, key lost): it cannot run anywhere.
-            fail_job(&mut tx, &row, &message, "coordinator").await?;
-            tx.commit().await?;
-            return Ok(None);
-        }
-        Err(e) => return Err(e),
-    };
+    let rows = jstore::claim(&mut tx.c, server, now, max).await?;
+    let mut jobs = Vec::with_capacity(rows.len());
+    for row in rows {
+        let spec = Spec::from_json(&row.spec)?;
+        let payload = match jobspec::materialize(&mut tx, &spec, server).await {
+            Ok(p) => p,
+            Err(Error::Api { message, .. }) => {
+                fail_job(&mut tx, &row, &message, "coordinator").await?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        jobs.push((row, payload));
+    }
     tx.commit().await?;
-    state
-        .metrics
-        .dispatched((now - row.assigned_at_ms.unwrap_or(now)).max(0) as u64);
-    Ok(Some(Job {
-        protocol: custody_proto::PROTOCOL_VERSION,
-        id: row.id,
-        attempt: row.attempts,
-        idempotency_key: row.idempotency_key,
-        issued_at_ms: row.assigned_at_ms.unwrap_or(now),
-        lease_expires_at_ms: now + row.lease_ms,
-        payload,
-    }))
+    Ok(jobs
+        .into_iter()
+        .map(|(row, payload)| {
+            state
+                .metrics
+                .dispatched((now - row.assigned_at_ms.unwrap_or(now)).max(0) as u64);
+            Job {
+                protocol: custody_proto::PROTOCOL_VERSION,
+                id: row.id,
+                attempt: row.attempts,
+                idempotency_key: row.idempotency_key,
+                issued_at_ms: row.assigned_at_ms.unwrap_or(now),
+                lease_expires_at_ms: now + row.lease_ms,
+                payload,
+            }
+        })
+        .collect())
 }
 
-/// Long poll: returns a job for `server` as soon as one is assigned, or
-/// `None` after `wait` (or at shutdown).
-pub async fn poll(state: &AppState, server: &str, wait: Duration) -> Result<Option<Job>> {
+/// Long poll: returns up to `max` (at least one) jobs for `server` as soon
+/// as any is assigned, or none after `wait` (or at shutdown).
+pub async fn poll(state: &AppState, server: &str, wait: Duration, max: u32) -> Result<Vec<Job>> {
     let notify = state.presence.notifier(server);
     let deadline = tokio::time::Instant::now() + wait;
     let mut shutdown = state.shutdown.clone();
@@ -211,18 +219,19 @@ pub async fn poll(state: &AppState, server: &str, wait: Duration) -> Result<Opti
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if jstore::has_queued(&state.store.read, server).await?
-            && let Some(job) = claim_one(state, server).await?
-        {
-            return Ok(Some(job));
+        if jstore::has_queued(&state.store.read, server).await? {
+            let jobs = claim(state, server, max.max(1)).await?;
+            if !jobs.is_empty() {
+                return Ok(jobs);
+            }
         }
         if *shutdown.borrow() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         tokio::select! {
             _ = &mut notified => {}
-            _ = tokio::time::sleep_until(deadline) => return Ok(None),
-            _ = shutdown.changed() => return Ok(None),
+            _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
+            _ = shutdown.changed() => return Ok(Vec::new()),
         }
         state.presence.seen(server);
     }
@@ -235,8 +244,71 @@ pub async fn submit(
     job_id: &str,
     res: JobResult,
 ) -> Result<ResultAck> {
-    let actor = format!("server:{server}");
     let mut tx = state.begin().await?;
+    let ack = record(&mut tx, server, job_id, res).await?;
+    tx.commit().await?;
+    Ok(ack)
+}
+
+/// Records several results from `server` in one transaction (one audit
+/// checkpoint). Each is recorded inside its own savepoint: a result the
+/// coordinator refuses is rolled back and answered with its error, the
+/// others stand. A database or audit failure fails the whole batch and
+/// records none.
+pub async fn submit_batch(
+    state: &AppState,
+    server: &str,
+    results: Vec<BatchedResult>,
+) -> Result<Vec<BatchedAck>> {
+    let mut tx = state.begin().await?;
+    let mut acks = Vec::with_capacity(results.len());
+    for r in results {
+        savepoint(&mut tx, "SAVEPOINT result").await?;
+        let res = JobResult {
+            protocol: custody_proto::PROTOCOL_VERSION,
+            idempotency_key: r.idempotency_key,
+            attempt: r.attempt,
+            outcome: r.outcome,
+        };
+        match record(&mut tx, server, &r.job_id, res).await {
+            Ok(ack) => {
+                savepoint(&mut tx, "RELEASE SAVEPOINT result").await?;
+                acks.push(BatchedAck {
+                    job_id: r.job_id,
+                    accepted: ack.accepted,
+                    duplicate: ack.duplicate,
+                    error: None,
+                });
+            }
+            Err(e @ Error::Api { .. }) => {
+                savepoint(&mut tx, "ROLLBACK TO SAVEPOINT result").await?;
+                savepoint(&mut tx, "RELEASE SAVEPOINT result").await?;
+                acks.push(BatchedAck {
+                    job_id: r.job_id,
+                    accepted: false,
+                    duplicate: false,
+                    error: Some(e.to_api()),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    tx.commit().await?;
+    Ok(acks)
+}
+
+async fn savepoint(tx: &mut Tx<'_>, sql: &'static str) -> Result<()> {
+    sqlx::query(sql)
+        .execute(&mut *tx.c)
+        .await
+        .map_err(Error::db("savepoint"))?;
+    Ok(())
+}
+
+/// Records one result inside `tx` (which the caller commits).
+async fn record(tx: &mut Tx<'_>, server: &str, job_id: &str, res: JobResult) -> Result<ResultAck> {
+    let state = tx.state();
+    let actor = format!("server:{server}");
     let job = jstore::get(&mut tx.c, job_id)
         .await?
         .filter(|j| j.tried.iter().any(|t| t == server))
@@ -256,7 +328,6 @@ pub async fn submit(
             json!({"type": job.kind.as_str(), "attempt": res.attempt}),
         )
         .await?;
-        tx.commit().await?;
         return Ok(ResultAck {
             accepted: false,
             duplicate: true,
@@ -275,7 +346,7 @@ pub async fn submit(
                     ),
                 ));
             }
-            jobspec::apply(&mut tx, &spec, server, output).await?;
+            jobspec::apply(tx, &spec, server, output).await?;
             jstore::finish(&mut tx.c, &job.id, true, None, Some(server)).await?;
             tx.audit(
                 &actor,
@@ -304,13 +375,12 @@ pub async fn submit(
             if job.kind.is_key_manager_job() && failure.retryable && job.attempts < job.max_attempts
             {
                 state.metrics.reassigned();
-                assign(&mut tx, &job).await?;
+                assign(tx, &job).await?;
             } else {
-                fail_job(&mut tx, &job, &format!("{code}: {message}"), &actor).await?;
+                fail_job(tx, &job, &format!("{code}: {message}"), &actor).await?;
             }
         }
     }
-    tx.commit().await?;
     Ok(ResultAck {
         accepted: true,
         duplicate: false,

@@ -62,7 +62,7 @@ pub struct Tx<'a> {
     outbox: bool,
 }
 
-impl Tx<'_> {
+impl<'a> Tx<'a> {
     /// Appends an audit entry in this transaction (must-log-or-fail: if it
     /// cannot be written, the caller's action fails with it).
     pub async fn audit(
@@ -89,7 +89,7 @@ impl Tx<'_> {
     }
 
     /// The state this transaction belongs to.
-    pub fn state(&self) -> &AppState {
+    pub fn state(&self) -> &'a AppState {
         self.state
     }
 

@@ -1,13 +1,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Key managers: make-secure needs two live ones; failover when one never
 //! answers; duplicate results ignored; a restart between hand-out and
-//! result loses nothing and does nothing twice.
+//! result loses nothing and does nothing twice; a poll takes up to `max`
+//! jobs, oldest first; a batch of results stands or falls per result.
 
 mod common;
 use common::*;
 use custody_proto::ErrorCode;
 use custody_proto::apps::{Release, ReleaseState};
-use custody_proto::jobs::{JobKind, JobPayload};
+use custody_proto::jobs::{BatchedResult, JobKind, JobOutput, JobPayload, Outcome};
 use std::time::Duration;
 
 #[tokio::test]
@@ -334,4 +335,246 @@ async fn unknown_protocol_versions_are_refused() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::UnsupportedProtocolVersion));
+}
+
+/// Puts secret variable `name` in `app`/`dev`, wrapped for `km` only, so
+/// its sealing job can go nowhere else.
+async fn secret_for(h: &Harness, km: &FakeAgent, name: &str) {
+    let servers: Vec<custody_proto::servers::Server> = h.owner.get("/v1/servers").await.unwrap();
+    let fp = &servers
+        .iter()
+        .find(|s| s.id == km.id)
+        .unwrap()
+        .key_fingerprint;
+    let info: custody_proto::Info = h.owner.get("/v1/info").await.unwrap();
+    let b = custody_envelope::jwe::Binding {
+        app: Some("app".into()),
+        environment: Some("dev".into()),
+        name: Some(name.into()),
+        ..bind(custody_envelope::jwe::Purpose::SecretVar, &info.account)
+    };
+    let _: serde_json::Value = h
+        .owner
+        .put(
+            &format!("/v1/apps/app/environments/dev/variables/{name}"),
+            &serde_json::json!({"wrapped": [{"server_id": km.id, "jwe": wrap_jwe(fp, b)}]}),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_poll_takes_up_to_max_jobs_oldest_first_and_each_only_once() {
+    let h = Harness::start().await;
+    let (a, b) = two_holders(&h).await;
+    let _: serde_json::Value = h
+        .owner
+        .post(
+            "/v1/apps/app/environments",
+            &serde_json::json!({"name": "dev"}),
+        )
+        .await
+        .unwrap();
+    for name in ["V0", "V1", "V2", "V3"] {
+        secret_for(&h, &a, name).await;
+    }
+    let names = |jobs: &[custody_proto::jobs::Job]| -> Vec<String> {
+        jobs.iter()
+            .map(|j| match &j.payload {
+                JobPayload::SealSecretVariable { name, .. } => name.clone(),
+                other => panic!("expected a seal job, got {other:?}"),
+            })
+            .collect()
+    };
+    let wait = Duration::from_secs(2);
+    // Two at once, in queue order; then the rest, though more were asked for.
+    let first = a.client.poll_jobs(wait, 2).await.unwrap();
+    assert_eq!(names(&first), ["V0", "V1"]);
+    let rest = a.client.poll_jobs(wait, 10).await.unwrap();
+    assert_eq!(names(&rest), ["V2", "V3"]);
+    // Handed out once: nothing left for A, and none of A's jobs for B.
+    assert!(
+        a.client
+            .poll_jobs(Duration::ZERO, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        b.client
+            .poll_jobs(Duration::ZERO, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Every job of a batch is leased: each is answered and the variables seal.
+    for job in first.iter().chain(&rest) {
+        let ack = a.answer(job, a.output_for(job)).await.unwrap();
+        assert!(ack.accepted && !ack.duplicate);
+    }
+    let env: custody_proto::apps::Environment =
+        h.owner.get("/v1/apps/app/environments/dev").await.unwrap();
+    let sealed = env
+        .variables
+        .iter()
+        .filter(|v| v.state.as_deref() == Some("sealed"))
+        .count();
+    assert_eq!(sealed, 4);
+}
+
+#[tokio::test]
+async fn a_poll_without_max_takes_one_job_and_max_is_capped() {
+    let h = Harness::start().await;
+    let (a, _b) = two_holders(&h).await;
+    let _: serde_json::Value = h
+        .owner
+        .post(
+            "/v1/apps/app/environments",
+            &serde_json::json!({"name": "dev"}),
+        )
+        .await
+        .unwrap();
+    for i in 0..34 {
+        secret_for(&h, &a, &format!("V{i}")).await;
+    }
+    // The plain poll (no `max`) an older agent sends: one job.
+    let one = a.poll(2).await.unwrap();
+    assert_eq!(one.payload.kind(), JobKind::SealSecretVariable);
+    // `max` above the cap gets the cap (32), `max=0` counts as 1.
+    let many = a
+        .client
+        .poll_jobs(Duration::from_secs(2), 1000)
+        .await
+        .unwrap();
+    assert_eq!(many.len(), 32);
+    let last = a.client.poll_jobs(Duration::from_secs(2), 0).await.unwrap();
+    assert_eq!(last.len(), 1);
+}
+
+fn batched(job: &custody_proto::jobs::Job, output: JobOutput) -> BatchedResult {
+    BatchedResult {
+        job_id: job.id.clone(),
+        idempotency_key: job.idempotency_key.clone(),
+        attempt: job.attempt,
+        outcome: Outcome::Succeeded { output },
+    }
+}
+
+#[tokio::test]
+async fn a_batch_of_results_records_the_good_ones_and_refuses_the_bad_alone() {
+    let h = Harness::start().await;
+    let (a, _b) = two_holders(&h).await;
+    let _: serde_json::Value = h
+        .owner
+        .post(
+            "/v1/apps/app/environments",
+            &serde_json::json!({"name": "dev"}),
+        )
+        .await
+        .unwrap();
+    for name in ["V0", "V1", "V2"] {
+        secret_for(&h, &a, name).await;
+    }
+    let jobs = a.client.poll_jobs(Duration::from_secs(2), 3).await.unwrap();
+    assert_eq!(jobs.len(), 3);
+    let mut unknown = batched(&jobs[0], a.output_for(&jobs[0]));
+    unknown.job_id = "job_doesnotexist".into();
+    let batch = vec![
+        batched(&jobs[0], a.output_for(&jobs[0])),
+        // The wrong type of output for a seal job.
+        batched(
+            &jobs[1],
+            JobOutput::Deploy {
+                already_installed: false,
+            },
+        ),
+        unknown,
+        batched(&jobs[2], a.output_for(&jobs[2])),
+    ];
+    let acks = a.client.job_results(batch.clone()).await.unwrap();
+    let fate: Vec<(bool, bool, Option<ErrorCode>)> = acks
+        .iter()
+        .map(|k| (k.accepted, k.duplicate, k.error.as_ref().map(|e| e.code)))
+        .collect();
+    assert_eq!(
+        fate,
+        [
+            (true, false, None),
+            (false, false, Some(ErrorCode::InvalidInput)),
+            (false, false, Some(ErrorCode::NotFound)),
+            (true, false, None),
+        ]
+    );
+    assert_eq!(acks[1].job_id, jobs[1].id);
+    let states = |env: &custody_proto::apps::Environment| -> Vec<Option<String>> {
+        env.variables.iter().map(|v| v.state.clone()).collect()
+    };
+    let env: custody_proto::apps::Environment =
+        h.owner.get("/v1/apps/app/environments/dev").await.unwrap();
+    let mut seen = states(&env);
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            Some("sealed".to_string()),
+            Some("sealed".to_string()),
+            Some("sealing".to_string())
+        ],
+        "the refused result changed nothing; the others stand"
+    );
+    // The refused job is still open; the right answer is taken later, and
+    // the batch sent again finds its recorded results duplicates.
+    let ack = a.answer(&jobs[1], a.output_for(&jobs[1])).await.unwrap();
+    assert!(ack.accepted);
+    let again = a.client.job_results(batch).await.unwrap();
+    assert!(again[0].duplicate && again[3].duplicate && again[1].duplicate);
+    // The audit log has each recorded result once, and the refused ones
+    // left no gap in the chain.
+    let audit = h.owner.get_text("/v1/audit").await.unwrap();
+    let lines: Vec<&str> = audit.lines().filter(|l| !l.trim().is_empty()).collect();
+    let (_checkpoint, entries) = lines.split_last().unwrap();
+    let entries: Vec<custody_proto::audit::AuditEntry> = entries
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    custody_proto::audit::verify_chain(&entries, 1, custody_proto::audit::GENESIS_HASH).unwrap();
+    let ok_results = entries
+        .iter()
+        .filter(|e| e.action == "job.result" && e.result == "ok")
+        .count();
+    assert_eq!(
+        ok_results,
+        2 + 3,
+        "two master-key jobs, then the three seals"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_over_the_limit_is_refused_whole() {
+    let h = Harness::start().await;
+    let (a, _b) = two_holders(&h).await;
+    let job = custody_proto::jobs::Job {
+        protocol: custody_proto::PROTOCOL_VERSION,
+        id: "job_x".into(),
+        attempt: 1,
+        idempotency_key: "job_x".into(),
+        issued_at_ms: 0,
+        lease_expires_at_ms: 0,
+        payload: JobPayload::CreateMasterKey {
+            account: "x".into(),
+            master_key_id: "mk_x".into(),
+            key_managers: vec![],
+        },
+    };
+    let batch = vec![
+        batched(
+            &job,
+            JobOutput::Deploy {
+                already_installed: false
+            }
+        );
+        65
+    ];
+    let e = a.client.job_results(batch).await.unwrap_err();
+    assert_eq!(e.status(), Some(413), "{e}");
 }

@@ -382,6 +382,60 @@ pub struct ResultAck {
     pub duplicate: bool,
 }
 
+/// `POST /v1/agent/results`: the results of several jobs in one request
+/// (at most [`MAX_RESULTS_PER_BATCH`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultBatch {
+    /// [`crate::PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// One entry per job.
+    pub results: Vec<BatchedResult>,
+}
+
+/// The most results one [`ResultBatch`] carries.
+pub const MAX_RESULTS_PER_BATCH: usize = 64;
+
+/// One job's result inside a [`ResultBatch`]: a [`JobResult`] with the
+/// job's id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchedResult {
+    /// The job.
+    pub job_id: String,
+    /// The job's `idempotency_key`.
+    pub idempotency_key: String,
+    /// The attempt this answers.
+    pub attempt: u32,
+    /// Outcome.
+    pub outcome: Outcome,
+}
+
+/// The answer to a [`ResultBatch`]: one ack per result, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultBatchAck {
+    /// [`crate::PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// In the order of the results.
+    pub acks: Vec<BatchedAck>,
+}
+
+/// One result's fate: recorded, a duplicate, or refused with the error a
+/// single `POST /v1/agent/jobs/{id}/result` would have answered (the
+/// others in the batch stand).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchedAck {
+    /// The job.
+    pub job_id: String,
+    /// This result was recorded.
+    pub accepted: bool,
+    /// Another result was recorded first; this one was ignored.
+    pub duplicate: bool,
+    /// Why it was refused (nothing of it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::ApiError>,
+}
+
 /// Stream of a deploy log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -5,7 +5,10 @@
 use custody_proto::{
     error::ErrorBody,
     fixtures,
-    jobs::{Job, JobKind, JobResult, LogBatch, Outcome, PollResponse, ResultAck},
+    jobs::{
+        Job, JobKind, JobResult, LogBatch, Outcome, PollResponse, ResultAck, ResultBatch,
+        ResultBatchAck,
+    },
     servers::{EnrollRequest, EnrollResponse, Heartbeat},
 };
 
@@ -49,6 +52,8 @@ fn agent_messages_round_trip() {
     same::<ResultAck>("agent/result_ack.json");
     same::<ResultAck>("agent/result_ack_duplicate.json");
     same::<LogBatch>("agent/log_batch.json");
+    same::<ResultBatch>("agent/result_batch.json");
+    same::<ResultBatchAck>("agent/result_batch_ack.json");
     same::<ErrorBody>("error_unsupported_protocol.json");
     same::<ErrorBody>("error_not_enough_key_managers.json");
 }

@@ -2,16 +2,19 @@
 //! started: long polls for jobs, runs them, heartbeats, pings the systemd
 //! watchdog, reloads on SIGHUP, drains on SIGTERM.
 //!
-//! - **Polling.** `2 × parallelism` pollers each hold one long poll
-//!   (`GET /v1/agent/jobs?wait=…`); a key-manager job runs in the poller
-//!   that received it (on the blocking pool: keystore calls block) once it
-//!   holds one of `parallelism` keystore permits — the keystore's session
-//!   count by default — so at most `parallelism` jobs unwrap at once while
-//!   the other pollers fetch the next job and post the last result: the
-//!   keystore does not sit idle through those round trips (with one poller
-//!   per permit, a soft key manager on two cores spent about half its
-//!   time waiting on them). A deploy is handed to the one deploy worker
-//!   (deploys run one at a time; the poller goes back to polling at once).
+//! - **Polling.** The agent holds at most `2 × parallelism` jobs at once
+//!   (`in_hand` permits). Two pollers each wait for room, take all the
+//!   room there is and long-poll for that many jobs
+//!   (`GET /v1/agent/jobs?wait=…&max=…`), so a busy key manager fetches
+//!   the jobs queued for it in batches instead of one round trip each.
+//!   Each key-manager job runs in its own task (on the blocking pool:
+//!   keystore calls block) once it holds one of `parallelism` keystore
+//!   permits — the keystore's session count by default — so at most
+//!   `parallelism` jobs unwrap at once while the others wait in hand and
+//!   results are posted: the keystore does not sit idle through round
+//!   trips. Their results go to one reporter, which posts what has
+//!   queued up in one request (`POST /v1/agent/results`). A deploy is handed to the one deploy worker (deploys run one
+//!   at a time) and frees its room at once.
 //! - **Reconnecting.** A failed poll waits with exponential backoff and
 //!   jitter (1 s doubling to 60 s) before the next; a success resets it.
 //! - **Results** are posted until the coordinator acknowledges them (the
@@ -70,11 +73,13 @@ pub struct Context {
     pub heartbeat_interval: Duration,
     /// Long-poll wait.
     pub poll_wait: Duration,
-    /// Key-manager jobs that use the keystore at once (there are twice as
-    /// many pollers).
+    /// Key-manager jobs that use the keystore at once.
     pub parallelism: usize,
     /// `parallelism` permits: a key-manager job holds one while it runs.
     pub keystore_permits: tokio::sync::Semaphore,
+    /// `IN_HAND_PER_PERMIT × parallelism` permits: a job holds one from
+    /// the poll that fetched it until its result is posted.
+    pub in_hand: Arc<tokio::sync::Semaphore>,
     /// The deploy target, when this agent is one.
     pub target: Option<Arc<Target>>,
     /// systemd notifications.
@@ -113,6 +118,9 @@ impl Context {
             poll_wait,
             parallelism: parallelism.max(1),
             keystore_permits: tokio::sync::Semaphore::new(parallelism.max(1)),
+            in_hand: Arc::new(tokio::sync::Semaphore::new(
+                IN_HAND_PER_PERMIT * parallelism.max(1),
+            )),
             target,
             notifier,
             log,
@@ -136,15 +144,20 @@ impl Context {
     }
 }
 
-/// Pollers per keystore permit: one job unwrapping, one being fetched or
-/// reported.
-const POLLERS_PER_PERMIT: usize = 2;
+/// Jobs held per keystore permit: one unwrapping, one fetched and waiting
+/// (or being reported), so the keystore never waits on a round trip.
+const IN_HAND_PER_PERMIT: usize = 2;
+
+/// Long polls at once: while one waits for the coordinator's answer, the
+/// other can fetch the room that jobs finishing meanwhile free.
+const POLLERS: usize = 2;
 
 /// Runs the agent until SIGTERM/SIGINT, then drains. Must run inside the
 /// runtime.
 pub async fn run(ctx: Arc<Context>) {
     let (drain_tx, drain_rx) = watch::channel(false);
     let (deploy_tx, deploy_rx) = mpsc::unbounded_channel();
+    let (report_tx, report_rx) = mpsc::unbounded_channel();
 
     let signals = match lifecycle::Signals::install() {
         Ok(s) => Some(s),
@@ -155,15 +168,19 @@ pub async fn run(ctx: Arc<Context>) {
     };
 
     let mut tasks = tokio::task::JoinSet::new();
-    for slot in 0..POLLERS_PER_PERMIT * ctx.parallelism {
+    for slot in 0..POLLERS {
         tasks.spawn(poller::run(
             ctx.clone(),
             slot,
             drain_rx.clone(),
             deploy_tx.clone(),
+            report_tx.clone(),
         ));
     }
     drop(deploy_tx);
+    // Ends once the pollers and every job they started have reported.
+    drop(report_tx);
+    tasks.spawn(results::reporter(ctx.clone(), report_rx));
     tasks.spawn(poller::deploy_worker(
         ctx.clone(),
         deploy_rx,

@@ -5,43 +5,68 @@ use std::sync::atomic::Ordering;
 
 use custody_proto::PROTOCOL_VERSION;
 use custody_proto::jobs::{Job, JobKind, JobOutput, Outcome};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
-use super::{Context, results};
+use super::Context;
+use super::results::{self, Report};
 use crate::link::backoff::Backoff;
 use crate::roles::JobError;
 use crate::roles::keymanager::KeyManager;
 
-/// One poller: long poll, run key-manager jobs, pass deploys on, back off
-/// when the coordinator does not answer. Ends when draining starts (the
-/// job in hand, if any, is finished first).
+/// The most jobs one poll asks for (the coordinator's own cap).
+const MAX_JOBS_PER_POLL: usize = 32;
+
+/// One poller: waits for room, long-polls for as many jobs as there is
+/// room for, starts each in its own task, backs off when the coordinator
+/// does not answer. Ends when draining starts (jobs already started run
+/// to their result: see [`super::run`]).
 pub async fn run(
     ctx: Arc<Context>,
     slot: usize,
     mut drain: watch::Receiver<bool>,
     deploys: mpsc::UnboundedSender<Job>,
+    reports: mpsc::UnboundedSender<Report>,
 ) {
     let mut backoff = Backoff::reconnect();
     loop {
         if *drain.borrow() {
             return;
         }
+        let first = tokio::select! {
+            p = ctx.in_hand.clone().acquire_owned() => p,
+            _ = drain.changed() => return,
+        };
+        // The semaphore is never closed.
+        let Ok(first) = first else { return };
+        let mut room = vec![first];
+        while room.len() < MAX_JOBS_PER_POLL {
+            match ctx.in_hand.clone().try_acquire_owned() {
+                Ok(p) => room.push(p),
+                Err(_) => break,
+            }
+        }
+        let max = u32::try_from(room.len()).unwrap_or(1);
         let polled = tokio::select! {
-            r = ctx.client.poll_job(ctx.poll_wait) => r,
+            r = ctx.client.poll_jobs(ctx.poll_wait, max) => r,
             _ = drain.changed() => return,
         };
         match polled {
-            Ok(None) => {
+            Ok(jobs) => {
                 backoff.reset();
                 ctx.set_online(true, "");
-            }
-            Ok(Some(job)) => {
-                backoff.reset();
-                ctx.set_online(true, "");
-                tracing::debug!(slot, job = %job.id, kind = job.payload.kind().as_str(), attempt = job.attempt, "job received");
-                handle(&ctx, job, &deploys).await;
+                for job in jobs {
+                    tracing::debug!(slot, job = %job.id, kind = job.payload.kind().as_str(), attempt = job.attempt, "job received");
+                    // More jobs than asked for would break the protocol;
+                    // they still run, bounded by the keystore permits.
+                    let held = room.pop();
+                    let (ctx, deploys, reports) = (ctx.clone(), deploys.clone(), reports.clone());
+                    tokio::spawn(async move {
+                        handle(&ctx, job, &deploys, &reports, held).await;
+                    });
+                }
             }
             Err(e) => {
+                drop(room);
                 let detail = crate::link::describe_plain(&e);
                 if e.status() == Some(401) {
                     tracing::error!(
@@ -61,7 +86,16 @@ pub async fn run(
     }
 }
 
-async fn handle(ctx: &Arc<Context>, job: Job, deploys: &mpsc::UnboundedSender<Job>) {
+/// Runs or passes on one job. A key-manager job's result goes to the
+/// reporter with the job's room in hand (`held`); the others are posted
+/// here or by the deploy worker, and their room is free at once.
+async fn handle(
+    ctx: &Arc<Context>,
+    job: Job,
+    deploys: &mpsc::UnboundedSender<Job>,
+    reports: &mpsc::UnboundedSender<Report>,
+    held: Option<OwnedSemaphorePermit>,
+) {
     if job.protocol != PROTOCOL_VERSION {
         let err = JobError::Protocol(job.protocol);
         results::post(
@@ -100,7 +134,9 @@ async fn handle(ctx: &Arc<Context>, job: Job, deploys: &mpsc::UnboundedSender<Jo
         &ctx.stats.km_failed
     };
     counter.fetch_add(1, Ordering::Relaxed);
-    results::post(ctx, &job, outcome).await;
+    if let Err(mpsc::error::SendError(r)) = reports.send(Report { job, outcome, held }) {
+        results::post(ctx, &r.job, r.outcome).await;
+    }
 }
 
 /// Runs a key-manager job on the blocking pool (keystore calls block),

@@ -1,8 +1,10 @@
-//! Posting a job's result until the coordinator has it.
+//! Posting job results until the coordinator has them: one at a time
+//! ([`post`]), or key-manager results in batches ([`reporter`]).
 
 use std::sync::Arc;
 
-use custody_proto::jobs::{Job, Outcome};
+use custody_proto::jobs::{BatchedResult, Job, MAX_RESULTS_PER_BATCH, Outcome};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::Context;
 use crate::link::backoff::Backoff;
@@ -37,6 +39,88 @@ pub async fn post(ctx: &Arc<Context>, job: &Job, outcome: Outcome) {
                 }
                 if attempt == ATTEMPTS {
                     tracing::warn!(job = %job.id, error = %crate::link::describe_plain(&e), "giving up posting the result; the coordinator will re-issue the job");
+                    return;
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}
+
+/// A key-manager job's outcome waiting to be reported, with the room in
+/// hand the job holds until the coordinator has its result.
+pub struct Report {
+    /// The job.
+    pub job: Job,
+    /// What came of it.
+    pub outcome: Outcome,
+    /// Its room among the jobs in hand.
+    pub held: Option<OwnedSemaphorePermit>,
+}
+
+/// Posts reports in batches: the results that queued up while one request
+/// was in flight go in the next (at most `MAX_RESULTS_PER_BATCH`), so a
+/// busy key manager answers many jobs per round trip and per coordinator
+/// transaction. Ends when every sender is gone and the queue is empty.
+pub async fn reporter(ctx: Arc<Context>, mut queue: mpsc::UnboundedReceiver<Report>) {
+    let mut batch = Vec::with_capacity(MAX_RESULTS_PER_BATCH);
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_RESULTS_PER_BATCH {
+            match queue.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        post_batch(&ctx, &batch).await;
+        for r in batch.drain(..) {
+            // The coordinator has the result: the job's room is free.
+            drop(r.held);
+        }
+    }
+}
+
+/// Posts one batch with [`post`]'s retry policy. A coordinator without
+/// the batch endpoint (an older version: 404 or 405) gets the results one
+/// by one.
+async fn post_batch(ctx: &Arc<Context>, reports: &[Report]) {
+    let results: Vec<BatchedResult> = reports
+        .iter()
+        .map(|r| BatchedResult {
+            job_id: r.job.id.clone(),
+            idempotency_key: r.job.idempotency_key.clone(),
+            attempt: r.job.attempt,
+            outcome: r.outcome.clone(),
+        })
+        .collect();
+    let mut backoff = Backoff::reconnect();
+    for attempt in 1..=ATTEMPTS {
+        match ctx.client.job_results(results.clone()).await {
+            Ok(acks) => {
+                for ack in acks {
+                    if let Some(e) = ack.error {
+                        tracing::warn!(job = %ack.job_id, code = %e.code, error = %e.message, "the coordinator refused the result");
+                    } else if ack.duplicate {
+                        tracing::info!(job = %ack.job_id, "result not needed: another result was recorded first");
+                    }
+                }
+                return;
+            }
+            Err(e) => {
+                let status = e.status();
+                if matches!(status, Some(404 | 405)) {
+                    for r in reports {
+                        post(ctx, &r.job, r.outcome.clone()).await;
+                    }
+                    return;
+                }
+                let retry = status.is_none_or(|s| s >= 500 || s == 429 || s == 408);
+                if !retry {
+                    tracing::warn!(jobs = reports.len(), error = %crate::link::describe_plain(&e), "the coordinator refused a batch of results");
+                    return;
+                }
+                if attempt == ATTEMPTS {
+                    tracing::warn!(jobs = reports.len(), error = %crate::link::describe_plain(&e), "giving up posting results; the coordinator will re-issue the jobs");
                     return;
                 }
                 tokio::time::sleep(backoff.next_delay()).await;

@@ -10,7 +10,9 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use custody_proto::ErrorCode;
-use custody_proto::jobs::{JobKind, JobResult, LogBatch, PollResponse};
+use custody_proto::jobs::{
+    JobKind, JobResult, LogBatch, MAX_RESULTS_PER_BATCH, PollResponse, ResultBatch, ResultBatchAck,
+};
 use custody_proto::servers::{EnrollRequest, EnrollResponse, Heartbeat, HeartbeatAck};
 use serde::Deserialize;
 use serde_json::json as j;
@@ -106,7 +108,14 @@ pub async fn heartbeat(
 pub struct PollQuery {
     wait: Option<u64>,
     protocol: Option<u32>,
+    /// Jobs the agent takes at once (default 1, at most [`MAX_JOBS_PER_POLL`]).
+    max: Option<u32>,
 }
+
+/// The most jobs one poll hands out: enough to keep a busy key manager's
+/// keystore fed between round trips, few enough that the jobs an agent
+/// holds are answered well within their lease.
+pub const MAX_JOBS_PER_POLL: u32 = 32;
 
 pub async fn poll(
     State(s): State<Arc<AppState>>,
@@ -118,10 +127,11 @@ pub async fn poll(
         .wait
         .unwrap_or(0)
         .min(s.config.agents.max_poll_wait_seconds);
-    let job = crate::routing::poll(&s, &a.server_id, Duration::from_secs(wait)).await?;
+    let max = q.max.unwrap_or(1).clamp(1, MAX_JOBS_PER_POLL);
+    let jobs = crate::routing::poll(&s, &a.server_id, Duration::from_secs(wait), max).await?;
     Ok(json(PollResponse {
         protocol: custody_proto::PROTOCOL_VERSION,
-        jobs: job.into_iter().collect(),
+        jobs,
     }))
 }
 
@@ -135,6 +145,25 @@ pub async fn result(
     Ok(json(
         crate::routing::submit(&s, &a.server_id, &id, req).await?,
     ))
+}
+
+pub async fn results(
+    State(s): State<Arc<AppState>>,
+    AuthAgent(a): AuthAgent,
+    ApiJson(req): ApiJson<ResultBatch>,
+) -> Result<Response> {
+    check_protocol(req.protocol)?;
+    if req.results.len() > MAX_RESULTS_PER_BATCH {
+        return Err(Error::api(
+            ErrorCode::PayloadTooLarge,
+            format!("at most {MAX_RESULTS_PER_BATCH} results in one batch"),
+        ));
+    }
+    let acks = crate::routing::submit_batch(&s, &a.server_id, req.results).await?;
+    Ok(json(ResultBatchAck {
+        protocol: custody_proto::PROTOCOL_VERSION,
+        acks,
+    }))
 }
 
 pub async fn log(

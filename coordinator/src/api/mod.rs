@@ -216,6 +216,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/agent/heartbeat", post(agent::heartbeat))
         .route("/v1/agent/jobs", get(agent::poll))
         .route("/v1/agent/jobs/{id}/result", post(agent::result))
+        .route("/v1/agent/results", post(agent::results))
         .route("/v1/agent/jobs/{id}/log", post(agent::log))
         .route("/v1/agent/artifacts/{sha256}", get(agent::artifact))
         .fallback(not_found)

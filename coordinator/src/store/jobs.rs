@@ -133,21 +133,31 @@ pub async fn assign(c: &mut SqliteConnection, job: &JobRow, server: &str, now: i
     Ok(())
 }
 
-/// Takes the oldest job queued for `server` and leases it.
-pub async fn claim(c: &mut SqliteConnection, server: &str, now: i64) -> Result<Option<JobRow>> {
-    sqlx::query(
-        "UPDATE jobs SET state = 'leased', lease_expires_at_ms = $1 + lease_ms WHERE id = \
-         (SELECT id FROM jobs WHERE assigned_server = $2 AND state = 'queued' ORDER BY created_at_ms, id LIMIT 1) \
+/// Takes the oldest `max` jobs queued for `server` and leases them, oldest
+/// first.
+pub async fn claim(
+    c: &mut SqliteConnection,
+    server: &str,
+    now: i64,
+    max: u32,
+) -> Result<Vec<JobRow>> {
+    let mut rows = sqlx::query(
+        "UPDATE jobs SET state = 'leased', lease_expires_at_ms = $1 + lease_ms WHERE id IN \
+         (SELECT id FROM jobs WHERE assigned_server = $2 AND state = 'queued' ORDER BY created_at_ms, id LIMIT $3) \
          RETURNING *",
     )
     .bind(now)
     .bind(server)
-    .fetch_optional(&mut *c)
+    .bind(i64::from(max))
+    .fetch_all(&mut *c)
     .await
-    .map_err(Error::db("claim job"))?
-    .as_ref()
+    .map_err(Error::db("claim jobs"))?
+    .iter()
     .map(from_row)
-    .transpose()
+    .collect::<Result<Vec<_>>>()?;
+    // RETURNING follows no ORDER BY: restore queue order.
+    rows.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+    Ok(rows)
 }
 
 /// Whether `server` has a job waiting (cheap pre-check before a write).
