@@ -222,8 +222,8 @@ impl Default for SandboxConfig {
 #[serde(deny_unknown_fields)]
 pub struct JobsConfig {
     /// How many key-manager jobs use the keystore at once (the agent
-    /// holds up to twice as many jobs, fetched in batches, so the next
-    /// one is at hand while one unwraps).
+    /// holds up to 16 times as many, fetched and reported in batches, so
+    /// the next one is at hand while one unwraps).
     /// Default: what the keystore can unwrap concurrently (the PKCS#11
     /// session count; 1 for a TPM; the CPU count for the soft keystore).
     #[serde(default)]

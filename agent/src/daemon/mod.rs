@@ -2,7 +2,7 @@
 //! started: long polls for jobs, runs them, heartbeats, pings the systemd
 //! watchdog, reloads on SIGHUP, drains on SIGTERM.
 //!
-//! - **Polling.** The agent holds at most `2 × parallelism` jobs at once
+//! - **Polling.** The agent holds at most `16 × parallelism` jobs at once
 //!   (`in_hand` permits). Two pollers each wait for room, take all the
 //!   room there is and long-poll for that many jobs
 //!   (`GET /v1/agent/jobs?wait=…&max=…`), so a busy key manager fetches
@@ -144,9 +144,14 @@ impl Context {
     }
 }
 
-/// Jobs held per keystore permit: one unwrapping, one fetched and waiting
-/// (or being reported), so the keystore never waits on a round trip.
-const IN_HAND_PER_PERMIT: usize = 2;
+/// Jobs held per keystore permit: one unwrapping, the others fetched and
+/// waiting or done and being reported. A job's room is free only once the
+/// coordinator has its result, so the room must cover a result's round
+/// trip and the next poll's at the keystore's rate (2, 8, 16 and 32 were
+/// measured: docs/BENCHMARKS.md; 32 was no faster than 16). At a slow
+/// HSM's 10 unwraps/s the last of 16 waits about 3 s, well inside a
+/// key-manager job's lease (30 s by default).
+const IN_HAND_PER_PERMIT: usize = 16;
 
 /// Long polls at once: while one waits for the coordinator's answer, the
 /// other can fetch the room that jobs finishing meanwhile free.
