@@ -363,10 +363,11 @@ async fn secret_for(h: &Harness, km: &FakeAgent, name: &str) {
         .unwrap();
 }
 
-#[tokio::test]
-async fn a_poll_takes_up_to_max_jobs_oldest_first_and_each_only_once() {
-    let h = Harness::start().await;
-    let (a, b) = two_holders(&h).await;
+/// Two master-key holders, environment `dev` of `app`, and one secret
+/// variable per name wrapped for the first holder only (its sealing job
+/// queued for it, oldest first).
+async fn with_secrets<S: AsRef<str>>(h: &Harness, names: &[S]) -> (FakeAgent, FakeAgent) {
+    let (a, b) = two_holders(h).await;
     let _: serde_json::Value = h
         .owner
         .post(
@@ -375,9 +376,16 @@ async fn a_poll_takes_up_to_max_jobs_oldest_first_and_each_only_once() {
         )
         .await
         .unwrap();
-    for name in ["V0", "V1", "V2", "V3"] {
-        secret_for(&h, &a, name).await;
+    for name in names {
+        secret_for(h, &a, name.as_ref()).await;
     }
+    (a, b)
+}
+
+#[tokio::test]
+async fn a_poll_takes_up_to_max_jobs_oldest_first_and_each_only_once() {
+    let h = Harness::start().await;
+    let (a, b) = with_secrets(&h, &["V0", "V1", "V2", "V3"]).await;
     let names = |jobs: &[custody_proto::jobs::Job]| -> Vec<String> {
         jobs.iter()
             .map(|j| match &j.payload {
@@ -425,18 +433,7 @@ async fn a_poll_takes_up_to_max_jobs_oldest_first_and_each_only_once() {
 #[tokio::test]
 async fn a_poll_without_max_takes_one_job_and_max_is_capped() {
     let h = Harness::start().await;
-    let (a, _b) = two_holders(&h).await;
-    let _: serde_json::Value = h
-        .owner
-        .post(
-            "/v1/apps/app/environments",
-            &serde_json::json!({"name": "dev"}),
-        )
-        .await
-        .unwrap();
-    for i in 0..34 {
-        secret_for(&h, &a, &format!("V{i}")).await;
-    }
+    let (a, _b) = with_secrets(&h, &(0..34).map(|i| format!("V{i}")).collect::<Vec<_>>()).await;
     // The plain poll (no `max`) an older agent sends: one job.
     let one = a.poll(2).await.unwrap();
     assert_eq!(one.payload.kind(), JobKind::SealSecretVariable);
@@ -463,18 +460,7 @@ fn batched(job: &custody_proto::jobs::Job, output: JobOutput) -> BatchedResult {
 #[tokio::test]
 async fn a_batch_of_results_records_the_good_ones_and_refuses_the_bad_alone() {
     let h = Harness::start().await;
-    let (a, _b) = two_holders(&h).await;
-    let _: serde_json::Value = h
-        .owner
-        .post(
-            "/v1/apps/app/environments",
-            &serde_json::json!({"name": "dev"}),
-        )
-        .await
-        .unwrap();
-    for name in ["V0", "V1", "V2"] {
-        secret_for(&h, &a, name).await;
-    }
+    let (a, _b) = with_secrets(&h, &["V0", "V1", "V2"]).await;
     let jobs = a.client.poll_jobs(Duration::from_secs(2), 3).await.unwrap();
     assert_eq!(jobs.len(), 3);
     let mut unknown = batched(&jobs[0], a.output_for(&jobs[0]));
