@@ -382,6 +382,12 @@ pub struct ResultAck {
     pub duplicate: bool,
 }
 
+/// The most jobs one long poll hands out (`GET /v1/agent/jobs?max=`):
+/// enough to keep a busy key manager's keystore fed between round trips,
+/// few enough that the jobs an agent holds are answered well within their
+/// lease.
+pub const MAX_JOBS_PER_POLL: u32 = 32;
+
 /// `POST /v1/agent/results`: the results of several jobs in one request
 /// (at most [`MAX_RESULTS_PER_BATCH`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,8 +13,9 @@
 //!   `parallelism` jobs unwrap at once while the others wait in hand and
 //!   results are posted: the keystore does not sit idle through round
 //!   trips. Their results go to one reporter, which posts what has
-//!   queued up in one request (`POST /v1/agent/results`). A deploy is handed to the one deploy worker (deploys run one
-//!   at a time) and frees its room at once.
+//!   queued up in one request (`POST /v1/agent/results`). A deploy is
+//!   handed to the one deploy worker (deploys run one at a time) and frees
+//!   its room at once.
 //! - **Reconnecting.** A failed poll waits with exponential backoff and
 //!   jitter (1 s doubling to 60 s) before the next; a success resets it.
 //! - **Results** are posted until the coordinator acknowledges them (the

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use custody_proto::PROTOCOL_VERSION;
-use custody_proto::jobs::{Job, JobKind, JobOutput, Outcome};
+use custody_proto::jobs::{Job, JobKind, JobOutput, MAX_JOBS_PER_POLL, Outcome};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use super::Context;
@@ -12,9 +12,6 @@ use super::results::{self, Report};
 use crate::link::backoff::Backoff;
 use crate::roles::JobError;
 use crate::roles::keymanager::KeyManager;
-
-/// The most jobs one poll asks for (the coordinator's own cap).
-const MAX_JOBS_PER_POLL: usize = 32;
 
 /// One poller: waits for room, long-polls for as many jobs as there is
 /// room for, starts each in its own task, backs off when the coordinator
@@ -39,7 +36,7 @@ pub async fn run(
         // The semaphore is never closed.
         let Ok(first) = first else { return };
         let mut room = vec![first];
-        while room.len() < MAX_JOBS_PER_POLL {
+        while room.len() < MAX_JOBS_PER_POLL as usize {
             match ctx.in_hand.clone().try_acquire_owned() {
                 Ok(p) => room.push(p),
                 Err(_) => break,

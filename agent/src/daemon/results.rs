@@ -32,7 +32,7 @@ pub async fn post(ctx: &Arc<Context>, job: &Job, outcome: Outcome) {
             Ok(_) => return,
             Err(e) => {
                 let status = e.status();
-                let retry = status.is_none_or(|s| s >= 500 || s == 429 || s == 408);
+                let retry = worth_retrying(status);
                 if !retry {
                     tracing::warn!(job = %job.id, error = %crate::link::describe_plain(&e), "the coordinator refused the result");
                     return;
@@ -45,6 +45,13 @@ pub async fn post(ctx: &Arc<Context>, job: &Job, outcome: Outcome) {
             }
         }
     }
+}
+
+/// Whether a failed post may succeed if sent again: no answer at all, a
+/// server error, rate limiting or a request timeout. Any other answer is
+/// definite.
+fn worth_retrying(status: Option<u16>) -> bool {
+    status.is_none_or(|s| s >= 500 || s == 429 || s == 408)
 }
 
 /// A key-manager job's outcome waiting to be reported, with the room in
@@ -114,7 +121,7 @@ async fn post_batch(ctx: &Arc<Context>, reports: &[Report]) {
                     }
                     return;
                 }
-                let retry = status.is_none_or(|s| s >= 500 || s == 429 || s == 408);
+                let retry = worth_retrying(status);
                 if !retry {
                     tracing::warn!(jobs = reports.len(), error = %crate::link::describe_plain(&e), "the coordinator refused a batch of results");
                     return;

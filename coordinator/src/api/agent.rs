@@ -11,7 +11,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use custody_proto::ErrorCode;
 use custody_proto::jobs::{
-    JobKind, JobResult, LogBatch, MAX_RESULTS_PER_BATCH, PollResponse, ResultBatch, ResultBatchAck,
+    JobKind, JobResult, LogBatch, MAX_JOBS_PER_POLL, MAX_RESULTS_PER_BATCH, PollResponse,
+    ResultBatch, ResultBatchAck,
 };
 use custody_proto::servers::{EnrollRequest, EnrollResponse, Heartbeat, HeartbeatAck};
 use serde::Deserialize;
@@ -111,11 +112,6 @@ pub struct PollQuery {
     /// Jobs the agent takes at once (default 1, at most [`MAX_JOBS_PER_POLL`]).
     max: Option<u32>,
 }
-
-/// The most jobs one poll hands out: enough to keep a busy key manager's
-/// keystore fed between round trips, few enough that the jobs an agent
-/// holds are answered well within their lease.
-pub const MAX_JOBS_PER_POLL: u32 = 32;
 
 pub async fn poll(
     State(s): State<Arc<AppState>>,
