@@ -15,29 +15,57 @@ fn audit_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
     move |e| Error::Audit(format!("{op}: {e}"))
 }
 
-async fn head(c: &mut SqliteConnection) -> Result<(u64, String)> {
+/// The chain's head: how many entries there are and the last one's hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// Entries so far (the last entry's `seq`).
+    pub count: u64,
+    /// The last entry's hash (the genesis hash when empty).
+    pub hash: String,
+}
+
+async fn read_head(c: &mut SqliteConnection) -> Result<Head> {
     let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *c)
         .await
         .map_err(audit_err("read audit head"))?;
     Ok(match row {
-        Some(r) => (r.get::<i64, _>("seq") as u64, r.get("hash")),
-        None => (0, GENESIS_HASH.to_string()),
+        Some(r) => Head {
+            count: r.get::<i64, _>("seq") as u64,
+            hash: r.get("hash"),
+        },
+        None => Head {
+            count: 0,
+            hash: GENESIS_HASH.to_string(),
+        },
     })
 }
 
-/// Appends one entry after the current head.
+/// `head` if known, else the table's.
+async fn current(c: &mut SqliteConnection, head: &mut Option<Head>) -> Result<Head> {
+    match head {
+        Some(h) => Ok(h.clone()),
+        None => read_head(c).await,
+    }
+}
+
+/// Appends one entry after the head. `head` caches it for the transaction
+/// `c` is in: `None` reads it from the table; on success it holds the new
+/// entry, so a transaction that appends many entries reads the head once.
+/// (Only writers in the same transaction may append meanwhile; a caller that
+/// rolls back to a savepoint must restore or clear it.)
 pub async fn append(
     c: &mut SqliteConnection,
+    head: &mut Option<Head>,
     actor: &str,
     action: &str,
     object: &str,
     result: &str,
     detail: serde_json::Value,
 ) -> Result<()> {
-    let (seq, prev) = head(c).await?;
+    let Head { count, hash: prev } = current(c, head).await?;
     let mut e = AuditEntry {
-        seq: seq + 1,
+        seq: count + 1,
         at_ms: now_ms(),
         actor: actor.into(),
         action: action.into(),
@@ -64,12 +92,24 @@ pub async fn append(
     .execute(&mut *c)
     .await
     .map_err(audit_err("append audit entry"))?;
+    *head = Some(Head {
+        count: e.seq,
+        hash: e.hash,
+    });
     Ok(())
 }
 
-/// Signs and stores a checkpoint of the current head (replacing older ones).
-pub async fn checkpoint(c: &mut SqliteConnection, key: &ed25519_dalek::SigningKey) -> Result<()> {
-    let (count, head_hash) = head(c).await?;
+/// Signs and stores a checkpoint of the head (replacing older ones);
+/// `head` as for [`append`].
+pub async fn checkpoint(
+    c: &mut SqliteConnection,
+    head: &mut Option<Head>,
+    key: &ed25519_dalek::SigningKey,
+) -> Result<()> {
+    let Head {
+        count,
+        hash: head_hash,
+    } = current(c, head).await?;
     let at_ms = now_ms();
     let sig = key.sign(&checkpoint_message(count, &head_hash, at_ms));
     sqlx::query("DELETE FROM audit_checkpoints")

@@ -80,8 +80,10 @@ pub async fn init(config: &Config, owner: &str, names: &[String]) -> Result<Init
     )
     .await?;
     let actor = "coordinator";
+    let mut head = None;
     crate::audit::append(
         &mut tx,
+        &mut head,
         actor,
         "account.init",
         &format!("account:{account}"),
@@ -91,6 +93,7 @@ pub async fn init(config: &Config, owner: &str, names: &[String]) -> Result<Init
     .await?;
     crate::audit::append(
         &mut tx,
+        &mut head,
         actor,
         "user.create",
         &format!("user:{}", user.id),
@@ -100,6 +103,7 @@ pub async fn init(config: &Config, owner: &str, names: &[String]) -> Result<Init
     .await?;
     crate::audit::append(
         &mut tx,
+        &mut head,
         actor,
         "token.create",
         &format!("token:{token_id}"),
@@ -107,7 +111,7 @@ pub async fn init(config: &Config, owner: &str, names: &[String]) -> Result<Init
         json!({"user": user.id, "prefix": token.prefix()}),
     )
     .await?;
-    crate::audit::checkpoint(&mut tx, &key).await?;
+    crate::audit::checkpoint(&mut tx, &mut head, &key).await?;
     tx.commit().await.map_err(Error::db("commit init"))?;
     store.write.close().await;
     store.read.close().await;

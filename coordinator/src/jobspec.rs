@@ -205,6 +205,22 @@ async fn server_key(tx: &mut Tx<'_>, id: &str) -> Result<custody_proto::servers:
         .key())
 }
 
+/// A variable with its environment's and app's names; an error if either
+/// row is gone.
+async fn variable_in_context(
+    tx: &mut Tx<'_>,
+    variable_id: &str,
+) -> Result<Option<(envs::VarRow, String, String)>> {
+    let Some(v) = envs::var_in_context(&mut tx.c, variable_id).await? else {
+        return Ok(None);
+    };
+    let environment = v
+        .environment
+        .ok_or_else(|| Error::state("the environment is gone"))?;
+    let app = v.app.ok_or_else(|| Error::state("the app is gone"))?;
+    Ok(Some((v.var, environment, app)))
+}
+
 /// Builds the payload for server `me`.
 pub async fn materialize(tx: &mut Tx<'_>, spec: &Spec, me: &str) -> Result<JobPayload> {
     let account = tx.state().account.clone();
@@ -239,20 +255,14 @@ pub async fn materialize(tx: &mut Tx<'_>, spec: &Spec, me: &str) -> Result<JobPa
             }
         }
         Spec::SealSecretVariable { variable_id } => {
-            let v = envs::get_var(&mut tx.c, variable_id)
+            let (v, environment, app) = variable_in_context(tx, variable_id)
                 .await?
                 .ok_or_else(|| Error::state("the variable was replaced"))?;
-            let env = envs::get_env(&mut tx.c, &v.environment_id)
-                .await?
-                .ok_or_else(|| Error::state("the environment is gone"))?;
-            let app = apps::find_app(&mut *tx.c, &env.app_id)
-                .await?
-                .ok_or_else(|| Error::state("the app is gone"))?;
             let mk = v.master_key_id.clone().unwrap_or_default();
             JobPayload::SealSecretVariable {
                 account,
-                app: app.name,
-                environment: env.name,
+                app,
+                environment,
                 name: v.name.clone(),
                 master_key: wrapped_mk(tx, &mk, me).await?,
                 wrapped_value: envs::var_wrap(&mut tx.c, variable_id, me)
@@ -402,21 +412,15 @@ pub async fn apply(tx: &mut Tx<'_>, spec: &Spec, by: &str, output: JobOutput) ->
             Spec::SealSecretVariable { variable_id },
             JobOutput::SealSecretVariable { sealed_value },
         ) => {
-            if let Some(v) = envs::get_var(&mut tx.c, variable_id).await? {
-                let env = envs::get_env(&mut tx.c, &v.environment_id)
-                    .await?
-                    .ok_or_else(|| Error::state("the environment is gone"))?;
-                let app = apps::find_app(&mut *tx.c, &env.app_id)
-                    .await?
-                    .ok_or_else(|| Error::state("the app is gone"))?;
+            if let Some((v, environment, app)) = variable_in_context(tx, variable_id).await? {
                 let mk = v.master_key_id.clone().unwrap_or_default();
                 envelopes::check(
                     &sealed_value,
                     &tx.state().account,
                     Expect::new("sealed value", Purpose::SecretVar, Kind::Sealed)
                         .kid(&mk)
-                        .app(&app.name)
-                        .environment(&env.name)
+                        .app(&app)
+                        .environment(&environment)
                         .name(&v.name),
                 )?;
                 envs::set_var_sealed(&mut tx.c, variable_id, Some(&sealed_value)).await?;

@@ -263,7 +263,7 @@ pub async fn submit_batch(
     let mut tx = state.begin().await?;
     let mut acks = Vec::with_capacity(results.len());
     for r in results {
-        savepoint(&mut tx, "SAVEPOINT result").await?;
+        tx.savepoint().await?;
         let res = JobResult {
             protocol: custody_proto::PROTOCOL_VERSION,
             idempotency_key: r.idempotency_key,
@@ -272,7 +272,7 @@ pub async fn submit_batch(
         };
         match record(&mut tx, server, &r.job_id, res).await {
             Ok(ack) => {
-                savepoint(&mut tx, "RELEASE SAVEPOINT result").await?;
+                tx.release_savepoint().await?;
                 acks.push(BatchedAck {
                     job_id: r.job_id,
                     accepted: ack.accepted,
@@ -281,8 +281,7 @@ pub async fn submit_batch(
                 });
             }
             Err(e @ Error::Api { .. }) => {
-                savepoint(&mut tx, "ROLLBACK TO SAVEPOINT result").await?;
-                savepoint(&mut tx, "RELEASE SAVEPOINT result").await?;
+                tx.rollback_to_savepoint().await?;
                 acks.push(BatchedAck {
                     job_id: r.job_id,
                     accepted: false,
@@ -295,14 +294,6 @@ pub async fn submit_batch(
     }
     tx.commit().await?;
     Ok(acks)
-}
-
-async fn savepoint(tx: &mut Tx<'_>, sql: &'static str) -> Result<()> {
-    sqlx::query(sql)
-        .execute(&mut *tx.c)
-        .await
-        .map_err(Error::db("savepoint"))?;
-    Ok(())
 }
 
 /// Records one result inside `tx` (which the caller commits).

@@ -46,6 +46,8 @@ impl AppState {
             c: self.store.begin().await?,
             state: self,
             audited: false,
+            head: None,
+            saved: None,
             wake: Vec::new(),
             outbox: false,
         })
@@ -58,6 +60,10 @@ pub struct Tx<'a> {
     pub c: Transaction<'static, Sqlite>,
     state: &'a AppState,
     audited: bool,
+    /// The audit chain's head as this transaction left it (read once).
+    head: Option<crate::audit::Head>,
+    /// `(audited, head)` when the open savepoint was taken.
+    saved: Option<(bool, Option<crate::audit::Head>)>,
     wake: Vec<String>,
     outbox: bool,
 }
@@ -73,7 +79,16 @@ impl<'a> Tx<'a> {
         result: &str,
         detail: serde_json::Value,
     ) -> Result<()> {
-        crate::audit::append(&mut self.c, actor, action, object, result, detail).await?;
+        crate::audit::append(
+            &mut self.c,
+            &mut self.head,
+            actor,
+            action,
+            object,
+            result,
+            detail,
+        )
+        .await?;
         self.audited = true;
         Ok(())
     }
@@ -93,10 +108,45 @@ impl<'a> Tx<'a> {
         self.state
     }
 
+    /// Opens a savepoint (one at a time): what follows can be undone by
+    /// [`Tx::rollback_to_savepoint`] without losing the rest of the
+    /// transaction.
+    pub async fn savepoint(&mut self) -> Result<()> {
+        self.exec("SAVEPOINT part").await?;
+        self.saved = Some((self.audited, self.head.clone()));
+        Ok(())
+    }
+
+    /// Keeps what was done since [`Tx::savepoint`].
+    pub async fn release_savepoint(&mut self) -> Result<()> {
+        self.exec("RELEASE SAVEPOINT part").await?;
+        self.saved = None;
+        Ok(())
+    }
+
+    /// Undoes everything since [`Tx::savepoint`], audit entries included.
+    pub async fn rollback_to_savepoint(&mut self) -> Result<()> {
+        self.exec("ROLLBACK TO SAVEPOINT part").await?;
+        self.exec("RELEASE SAVEPOINT part").await?;
+        if let Some((audited, head)) = self.saved.take() {
+            self.audited = audited;
+            self.head = head;
+        }
+        Ok(())
+    }
+
+    async fn exec(&mut self, sql: &'static str) -> Result<()> {
+        sqlx::query(sql)
+            .execute(&mut *self.c)
+            .await
+            .map_err(Error::db("savepoint"))?;
+        Ok(())
+    }
+
     /// Signs a checkpoint if entries were added, commits, then wakes agents.
     pub async fn commit(mut self) -> Result<()> {
         if self.audited {
-            crate::audit::checkpoint(&mut self.c, &self.state.audit_key).await?;
+            crate::audit::checkpoint(&mut self.c, &mut self.head, &self.state.audit_key).await?;
         }
         self.c.commit().await.map_err(|e| {
             if self.audited {

@@ -65,20 +65,6 @@ pub async fn find_env(
     )
 }
 
-/// An environment by id.
-pub async fn get_env(c: &mut SqliteConnection, id: &str) -> Result<Option<EnvRow>> {
-    Ok(sqlx::query("SELECT * FROM environments WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(Error::db("read environment"))?
-        .map(|r| EnvRow {
-            id: r.get("id"),
-            app_id: r.get("app_id"),
-            name: r.get("name"),
-        }))
-}
-
 /// Environments of an app.
 pub async fn list_envs(c: &mut SqliteConnection, app_id: &str) -> Result<Vec<EnvRow>> {
     Ok(
@@ -195,6 +181,36 @@ pub async fn get_var(c: &mut SqliteConnection, id: &str) -> Result<Option<VarRow
         .map_err(Error::db("read variable"))?
         .as_ref()
         .map(var_from_row))
+}
+
+/// A variable with the names of the environment and app it belongs to:
+/// what a seal job is bound to (one query, not three).
+#[derive(Debug, Clone)]
+pub struct VarInContext {
+    /// The variable.
+    pub var: VarRow,
+    /// Its environment's name (`None` if the environment row is gone).
+    pub environment: Option<String>,
+    /// Its app's name (`None` if the app row is gone).
+    pub app: Option<String>,
+}
+
+/// A variable by id, with its environment's and app's names.
+pub async fn var_in_context(c: &mut SqliteConnection, id: &str) -> Result<Option<VarInContext>> {
+    Ok(sqlx::query(
+        "SELECT v.*, e.name AS environment_name, a.name AS app_name FROM variables v \
+         LEFT JOIN environments e ON e.id = v.environment_id LEFT JOIN apps a ON a.id = e.app_id \
+         WHERE v.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(Error::db("read variable"))?
+    .map(|r| VarInContext {
+        var: var_from_row(&r),
+        environment: r.get("environment_name"),
+        app: r.get("app_name"),
+    }))
 }
 
 /// Replaces a variable (deleting the old row and its wraps); returns the new id.
