@@ -25,6 +25,7 @@ use rustix::process::Signal;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
+use crate::cpu;
 use crate::raw::{self, Target};
 use crate::stats::median;
 use crate::{BenchResult, knob};
@@ -70,6 +71,7 @@ pub async fn bench(kind: &str, runs: usize) -> BenchResult<bool> {
     c.enable_key_manager(&km.server_id).await?;
     c.wait_holders(&[km.server_id.as_str()]).await?;
     let slots = job_slots(&km.log())?;
+    let coordinator_pid = c.process().pid().ok_or("the coordinator is not running")?;
     c.create_app("bench", false).await?;
     c.environment("bench", "e", &[]).await?;
     let key = km.key(&c).await?;
@@ -95,6 +97,7 @@ pub async fn bench(kind: &str, runs: usize) -> BenchResult<bool> {
     );
     let mut raws = Vec::new();
     let mut via_jobs = Vec::new();
+    let mut coordinator_ms = Vec::new();
     let mut n = knob("FLOW_BENCH_JOBS", 0usize);
     for run in 0..runs {
         let (t, state) = (target.clone(), km.state.clone());
@@ -104,7 +107,7 @@ pub async fn bench(kind: &str, runs: usize) -> BenchResult<bool> {
         if n == 0 {
             n = ((raw_rate / 2.0) * JOB_SECONDS).clamp(40.0, MAX_JOBS) as usize;
         }
-        let jobs_rate = match jobs_rate(&c, &mut km, &key, run, n).await {
+        let (jobs_rate, cost) = match jobs_rate(&c, coordinator_pid, &mut km, &key, run, n).await {
             Ok(r) => r,
             Err(e) => {
                 // Name a coordinator or agent that died, with its log tail.
@@ -114,15 +117,23 @@ pub async fn bench(kind: &str, runs: usize) -> BenchResult<bool> {
             }
         };
         println!(
-            "  run {}: raw {raw_rate:8.1} unwraps/s   via jobs {jobs_rate:8.1} unwraps/s ({n} jobs)   ratio {:.2}",
+            "  run {}: raw {raw_rate:8.1} unwraps/s   via jobs {jobs_rate:8.1} unwraps/s ({n} jobs)   ratio {:.2}   CPU per job: coordinator {:.2} ms, agent {:.2} ms",
             run + 1,
-            jobs_rate / raw_rate
+            jobs_rate / raw_rate,
+            cost.coordinator_ms,
+            cost.agent_ms
         );
+        coordinator_ms.push(cost.coordinator_ms);
         raws.push(raw_rate);
         via_jobs.push(jobs_rate);
     }
     let (r, j) = (median(&raws), median(&via_jobs));
     let ratio = j / r;
+    println!(
+        "  coordinator CPU per job (median): {:.2} ms, against {:.2} ms of raw unwrapping (2 unwraps on one core at the raw rate per thread)",
+        median(&coordinator_ms),
+        2.0 * 1000.0 * slots as f64 / r
+    );
     println!(
         "  median: raw {r:.1} unwraps/s, via jobs {j:.1} unwraps/s: {ratio:.2}x (target >= {TARGET_RATIO:.2}x): {}",
         if ratio >= TARGET_RATIO {
@@ -152,15 +163,25 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// CPU time per job of a run, from the resume until every job was sealed
+/// (the coordinator's includes answering this program's status polls).
+struct Cost {
+    coordinator_ms: f64,
+    agent_ms: f64,
+}
+
 /// Queues `n` seal jobs while the key manager is paused, resumes it, and
-/// returns unwraps per second from the resume to the 95th-percentile result.
+/// returns unwraps per second from the resume to the 95th-percentile
+/// result, and the CPU each process spent per job.
 async fn jobs_rate(
     c: &Coordinator,
+    coordinator_pid: u32,
     km: &mut Agent,
     key: &KeyManagerKey,
     run: usize,
     n: usize,
-) -> BenchResult<f64> {
+) -> BenchResult<(f64, Cost)> {
+    let agent_pid = km.pid()?;
     let names: Vec<String> = (0..n).map(|i| format!("R{run}_{i}")).collect();
     let mut bodies = Vec::with_capacity(n);
     for name in &names {
@@ -189,9 +210,14 @@ async fn jobs_rate(
         run + 1,
         (resumed_at - stopped_at) as f64 / 1000.0
     );
+    let cpu_at_resume = (cpu::total(&[coordinator_pid]), cpu::total(&[agent_pid]));
     km.signal(Signal::CONT)?;
     queued?;
     wait_sealed(c, &names).await?;
+    let cost = Cost {
+        coordinator_ms: (cpu::total(&[coordinator_pid]) - cpu_at_resume.0) * 1000.0 / n as f64,
+        agent_ms: (cpu::total(&[agent_pid]) - cpu_at_resume.1) * 1000.0 / n as f64,
+    };
     let audit = c.audit().await?;
     let mut done_at: Vec<i64> = audit
         .iter()
@@ -223,7 +249,7 @@ async fn jobs_rate(
             println!("    agent: {line}");
         }
     }
-    Ok(2.0 * k as f64 / secs)
+    Ok((2.0 * k as f64 / secs, cost))
 }
 
 fn seq(e: &Value) -> i64 {
