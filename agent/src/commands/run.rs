@@ -66,6 +66,9 @@ pub enum RunError {
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    /// The threads that run key-manager jobs could not start.
+    #[error("cannot start the keystore threads: {0}")]
+    KeystoreThreads(std::io::Error),
     /// The HTTP client could not be built.
     #[error("{0}")]
     Client(LinkError),
@@ -204,19 +207,22 @@ pub fn run(
     } else {
         None
     };
-    let ctx = Arc::new(Context::new(
-        client,
-        keystore,
-        credential.server_id.clone(),
-        credential.account.clone(),
-        Duration::from_secs(credential.heartbeat_interval_seconds.clamp(1, 3600)),
-        poll_wait,
-        parallelism,
-        target,
-        notifier,
-        log,
-        config_path.to_owned(),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client,
+            keystore,
+            credential.server_id.clone(),
+            credential.account.clone(),
+            Duration::from_secs(credential.heartbeat_interval_seconds.clamp(1, 3600)),
+            poll_wait,
+            parallelism,
+            target,
+            notifier,
+            log,
+            config_path.to_owned(),
+        )
+        .map_err(RunError::KeystoreThreads)?,
+    );
     rt.block_on(daemon::run(ctx));
     rt.shutdown_timeout(Duration::from_secs(5));
     Ok(())

@@ -2,20 +2,19 @@
 //! started: long polls for jobs, runs them, heartbeats, pings the systemd
 //! watchdog, reloads on SIGHUP, drains on SIGTERM.
 //!
-//! - **Polling.** The agent holds at most `16 × parallelism` jobs at once
+//! - **Polling.** The agent holds at most `32 × parallelism` jobs at once
 //!   (`in_hand` permits). Two pollers each wait for room, take all the
 //!   room there is and long-poll for that many jobs
 //!   (`GET /v1/agent/jobs?wait=…&max=…`), so a busy key manager fetches
 //!   the jobs queued for it in batches instead of one round trip each.
-//!   Each key-manager job runs in its own task (on the blocking pool:
-//!   keystore calls block) once it holds one of `parallelism` keystore
-//!   permits — the keystore's session count by default — so at most
-//!   `parallelism` jobs unwrap at once while the others wait in hand and
-//!   results are posted: the keystore does not sit idle through round
-//!   trips. Their results go to one reporter, which posts what has
-//!   queued up in one request (`POST /v1/agent/results`). A deploy is
-//!   handed to the one deploy worker (deploys run one at a time) and frees
-//!   its room at once.
+//!   Key-manager jobs queue for `parallelism` keystore threads (the
+//!   keystore's session count by default), started once: a thread that
+//!   finishes a job takes the next at once, so the keystore does not sit
+//!   idle through round trips or task wake-ups. Their results go to one
+//!   reporter, which posts them in batches (`POST /v1/agent/results`):
+//!   what queued up while its last request was in flight, after waiting up
+//!   to 10 ms for 32. A deploy is handed to the one deploy worker (deploys
+//!   run one at a time) and frees its room at once.
 //! - **Reconnecting.** A failed poll waits with exponential backoff and
 //!   jitter (1 s doubling to 60 s) before the next; a success resets it.
 //! - **Results** are posted until the coordinator acknowledges them (the
@@ -30,6 +29,7 @@
 //!   restart, and the agent says so when it changed.
 
 mod heartbeat;
+mod keystore_threads;
 mod lifecycle;
 mod poller;
 mod results;
@@ -74,11 +74,10 @@ pub struct Context {
     pub heartbeat_interval: Duration,
     /// Long-poll wait.
     pub poll_wait: Duration,
-    /// Key-manager jobs that use the keystore at once.
-    pub parallelism: usize,
-    /// `parallelism` permits: a key-manager job holds one while it runs.
-    pub keystore_permits: tokio::sync::Semaphore,
-    /// `IN_HAND_PER_PERMIT × parallelism` permits: a job holds one from
+    /// The `parallelism` threads that run key-manager jobs, one job each
+    /// at a time.
+    pub keystore_threads: keystore_threads::KeystoreThreads,
+    /// `IN_HAND_PER_THREAD × parallelism` permits: a job holds one from
     /// the poll that fetched it until its result is posted.
     pub in_hand: Arc<tokio::sync::Semaphore>,
     /// The deploy target, when this agent is one.
@@ -95,7 +94,7 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context; see the fields.
+    /// A context; see the fields. Starts the keystore threads.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: Client,
@@ -109,26 +108,36 @@ impl Context {
         notifier: Notifier,
         log: LogHandle,
         config_path: PathBuf,
-    ) -> Self {
-        Context {
+    ) -> std::io::Result<Self> {
+        let keystore_threads = keystore_threads::KeystoreThreads::start(
+            keystore.clone(),
+            &account,
+            &server_id,
+            parallelism,
+        )?;
+        Ok(Context {
             client,
             keystore,
             server_id,
             account,
             heartbeat_interval,
             poll_wait,
-            parallelism: parallelism.max(1),
-            keystore_permits: tokio::sync::Semaphore::new(parallelism.max(1)),
-            in_hand: Arc::new(tokio::sync::Semaphore::new(
-                IN_HAND_PER_PERMIT * parallelism.max(1),
-            )),
+            in_hand: Arc::new(tokio::sync::Semaphore::new(in_hand_room(
+                keystore_threads.count(),
+            ))),
+            keystore_threads,
             target,
             notifier,
             log,
             config_path,
             stats: Stats::default(),
             online: AtomicBool::new(false),
-        }
+        })
+    }
+
+    /// How many jobs the agent holds at most.
+    pub fn in_hand_room(&self) -> usize {
+        in_hand_room(self.keystore_threads.count())
     }
 
     /// Records whether the coordinator answers, logging each change once.
@@ -145,14 +154,20 @@ impl Context {
     }
 }
 
-/// Jobs held per keystore permit: one unwrapping, the others fetched and
+/// Jobs held per keystore thread: one unwrapping, the others fetched and
 /// waiting or done and being reported. A job's room is free only once the
 /// coordinator has its result, so the room must cover a result's round
-/// trip and the next poll's at the keystore's rate (2, 8, 16 and 32 were
-/// measured: docs/BENCHMARKS.md; 32 was no faster than 16). At a slow
-/// HSM's 10 unwraps/s the last of 16 waits about 3 s, well inside a
-/// key-manager job's lease (30 s by default).
-const IN_HAND_PER_PERMIT: usize = 16;
+/// trip and the next poll's at the keystore's rate, and let results go in
+/// batches (docs/BENCHMARKS.md has the figures for 2 to 64). The last job
+/// in hand waits for the 31 before it: at a TPM's 10 unwraps/s (2 per
+/// job) about 6 s, well inside a key-manager job's lease (30 s by
+/// default); a keystore slower than 2 unwraps/s per thread needs a longer
+/// `[jobs] key_manager_deadline_seconds` on the coordinator.
+const IN_HAND_PER_THREAD: usize = 32;
+
+fn in_hand_room(threads: usize) -> usize {
+    IN_HAND_PER_THREAD * threads
+}
 
 /// Long polls at once: while one waits for the coordinator's answer, the
 /// other can fetch the room that jobs finishing meanwhile free.
@@ -199,7 +214,7 @@ pub async fn run(ctx: Arc<Context>) {
     ctx.notifier.ready("running; connecting to the coordinator");
     tracing::info!(
         server = %ctx.server_id,
-        parallelism = ctx.parallelism,
+        parallelism = ctx.keystore_threads.count(),
         target = ctx.target.is_some(),
         "agent running"
     );

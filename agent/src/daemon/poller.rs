@@ -11,7 +11,6 @@ use super::Context;
 use super::results::{self, Report};
 use crate::link::backoff::Backoff;
 use crate::roles::JobError;
-use crate::roles::keymanager::KeyManager;
 
 /// One poller: waits for room, long-polls for as many jobs as there is
 /// room for, starts each in its own task, backs off when the coordinator
@@ -136,38 +135,22 @@ async fn handle(
     }
 }
 
-/// Runs a key-manager job on the blocking pool (keystore calls block),
-/// holding one of the context's keystore permits while it runs.
+/// Runs a key-manager job on the next free keystore thread.
 pub async fn run_key_manager_job(ctx: &Arc<Context>, job: &Job) -> Outcome {
-    // The semaphore is never closed; were it, the job would run unbounded
-    // rather than not at all.
-    let _permit = ctx.keystore_permits.acquire().await.ok();
-    let c = ctx.clone();
-    let payload = job.payload.clone();
     let kind = job.payload.kind();
-    let id = job.id.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        let km = KeyManager {
-            keystore: c.keystore.as_ref(),
-            account: &c.account,
-            server_id: &c.server_id,
-        };
-        km.run(&payload)
-    })
-    .await;
-    match r {
-        Ok(Ok(output)) => {
-            tracing::info!(job = %id, kind = kind.as_str(), "key-manager job done");
+    match ctx.keystore_threads.run(job.payload.clone()).await {
+        Some(Ok(output)) => {
+            tracing::info!(job = %job.id, kind = kind.as_str(), "key-manager job done");
             Outcome::Succeeded { output }
         }
-        Ok(Err(e)) => {
-            tracing::warn!(job = %id, kind = kind.as_str(), code = e.code(), error = %e, "key-manager job failed");
+        Some(Err(e)) => {
+            tracing::warn!(job = %job.id, kind = kind.as_str(), code = e.code(), error = %e, "key-manager job failed");
             Outcome::Failed {
                 failure: e.failure(),
             }
         }
-        Err(join) => {
-            tracing::error!(job = %id, error = %join, "key-manager job panicked");
+        None => {
+            tracing::error!(job = %job.id, "a keystore thread died running the job");
             Outcome::Failed {
                 failure: JobError::InvalidJob("the agent failed internally".into()).failure(),
             }

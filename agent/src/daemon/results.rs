@@ -54,6 +54,16 @@ fn worth_retrying(status: Option<u16>) -> bool {
     status.is_none_or(|s| s >= 500 || s == 429 || s == 408)
 }
 
+/// How long the reporter waits for more results before posting a batch
+/// smaller than half the room in hand (at most `MAX_RESULTS_PER_BATCH`).
+/// Each request costs the coordinator a transaction and a signed audit
+/// checkpoint whatever its size: batches of whatever had queued (1–3
+/// results at a soft keystore's rate) cost it 0.8 ms of CPU per job,
+/// waiting up to 5 ms for 16 cost 0.5 ms, up to 10 ms for 32 cost 0.37 ms
+/// (docs/BENCHMARKS.md). A lone job's result goes 10 ms later: little
+/// beside an unwrap.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// A key-manager job's outcome waiting to be reported, with the room in
 /// hand the job holds until the coordinator has its result.
 pub struct Report {
@@ -66,17 +76,24 @@ pub struct Report {
 }
 
 /// Posts reports in batches: the results that queued up while one request
-/// was in flight go in the next (at most `MAX_RESULTS_PER_BATCH`), so a
-/// busy key manager answers many jobs per round trip and per coordinator
+/// was in flight go in the next, after waiting up to [`LINGER`] for half
+/// the room in hand (the other half keeps the keystore busy), so a busy
+/// key manager answers many jobs per round trip and per coordinator
 /// transaction. Ends when every sender is gone and the queue is empty.
 pub async fn reporter(ctx: Arc<Context>, mut queue: mpsc::UnboundedReceiver<Report>) {
     let mut batch = Vec::with_capacity(MAX_RESULTS_PER_BATCH);
+    let enough = (ctx.in_hand_room() / 2).clamp(1, MAX_RESULTS_PER_BATCH);
     while let Some(first) = queue.recv().await {
         batch.push(first);
+        let deadline = tokio::time::Instant::now() + LINGER;
         while batch.len() < MAX_RESULTS_PER_BATCH {
             match queue.try_recv() {
                 Ok(r) => batch.push(r),
-                Err(_) => break,
+                Err(_) if batch.len() >= enough => break,
+                Err(_) => match tokio::time::timeout_at(deadline, queue.recv()).await {
+                    Ok(Some(r)) => batch.push(r),
+                    Ok(None) | Err(_) => break,
+                },
             }
         }
         post_batch(&ctx, &batch).await;
