@@ -211,14 +211,19 @@ async fn variable_in_context(
     tx: &mut Tx<'_>,
     variable_id: &str,
 ) -> Result<Option<(envs::VarRow, String, String)>> {
-    let Some(v) = envs::var_in_context(&mut tx.c, variable_id).await? else {
-        return Ok(None);
-    };
+    envs::var_in_context(&mut tx.c, variable_id)
+        .await?
+        .map(named)
+        .transpose()
+}
+
+/// The variable, its environment's name and its app's.
+fn named(v: envs::VarInContext) -> Result<(envs::VarRow, String, String)> {
     let environment = v
         .environment
         .ok_or_else(|| Error::state("the environment is gone"))?;
     let app = v.app.ok_or_else(|| Error::state("the app is gone"))?;
-    Ok(Some((v.var, environment, app)))
+    Ok((v.var, environment, app))
 }
 
 /// Builds the payload for server `me`.
@@ -255,18 +260,25 @@ pub async fn materialize(tx: &mut Tx<'_>, spec: &Spec, me: &str) -> Result<JobPa
             }
         }
         Spec::SealSecretVariable { variable_id } => {
-            let (v, environment, app) = variable_in_context(tx, variable_id)
+            let inputs = envs::seal_inputs(&mut tx.c, variable_id, me)
                 .await?
                 .ok_or_else(|| Error::state("the variable was replaced"))?;
+            let (v, environment, app) = named(inputs.var)?;
             let mk = v.master_key_id.clone().unwrap_or_default();
+            let jwe = inputs.master_key_wrap.ok_or_else(|| {
+                Error::state(format!("server {me} holds no wrap of master key {mk}"))
+            })?;
             JobPayload::SealSecretVariable {
                 account,
                 app,
                 environment,
                 name: v.name.clone(),
-                master_key: wrapped_mk(tx, &mk, me).await?,
-                wrapped_value: envs::var_wrap(&mut tx.c, variable_id, me)
-                    .await?
+                master_key: WrappedMasterKey {
+                    master_key_id: mk,
+                    jwe,
+                },
+                wrapped_value: inputs
+                    .value_wrap
                     .ok_or_else(|| Error::state("no value wrapped for this key manager"))?,
             }
         }

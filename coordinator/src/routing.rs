@@ -272,7 +272,7 @@ pub async fn submit_batch(
         };
         match record(&mut tx, server, &r.job_id, res).await {
             Ok(ack) => {
-                tx.release_savepoint().await?;
+                tx.keep_savepoint();
                 acks.push(BatchedAck {
                     job_id: r.job_id,
                     accepted: ack.accepted,

@@ -213,6 +213,49 @@ pub async fn var_in_context(c: &mut SqliteConnection, id: &str) -> Result<Option
     }))
 }
 
+/// What a seal job for `server` is built from: the variable in context,
+/// and the master key and the value as wrapped to that server.
+#[derive(Debug, Clone)]
+pub struct SealInputs {
+    /// The variable, its environment and app.
+    pub var: VarInContext,
+    /// `wrap(P_server, MK)` of the variable's master key, if the server has one.
+    pub master_key_wrap: Option<String>,
+    /// `wrap(P_server, value)`, if the value was wrapped to the server.
+    pub value_wrap: Option<String>,
+}
+
+/// [`SealInputs`] for `server` in one query (a hand-out of many seal jobs
+/// reads one row per job).
+pub async fn seal_inputs(
+    c: &mut SqliteConnection,
+    id: &str,
+    server: &str,
+) -> Result<Option<SealInputs>> {
+    Ok(sqlx::query(
+        "SELECT v.*, e.name AS environment_name, a.name AS app_name, \
+         mw.jwe AS master_key_wrap, vw.jwe AS value_wrap FROM variables v \
+         LEFT JOIN environments e ON e.id = v.environment_id LEFT JOIN apps a ON a.id = e.app_id \
+         LEFT JOIN master_key_wraps mw ON mw.master_key_id = v.master_key_id AND mw.server_id = $2 \
+         LEFT JOIN variable_wraps vw ON vw.variable_id = v.id AND vw.server_id = $2 \
+         WHERE v.id = $1",
+    )
+    .bind(id)
+    .bind(server)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(Error::db("read variable"))?
+    .map(|r| SealInputs {
+        var: VarInContext {
+            var: var_from_row(&r),
+            environment: r.get("environment_name"),
+            app: r.get("app_name"),
+        },
+        master_key_wrap: r.get("master_key_wrap"),
+        value_wrap: r.get("value_wrap"),
+    }))
+}
+
 /// Replaces a variable (deleting the old row and its wraps); returns the new id.
 pub async fn put_var(
     c: &mut SqliteConnection,
@@ -280,23 +323,6 @@ pub async fn put_var_wrap(
         .await
         .map_err(Error::db("store variable wrap"))?;
     Ok(())
-}
-
-/// `wrap(P_server, value)`.
-pub async fn var_wrap(
-    c: &mut SqliteConnection,
-    var_id: &str,
-    server: &str,
-) -> Result<Option<String>> {
-    Ok(
-        sqlx::query("SELECT jwe FROM variable_wraps WHERE variable_id = $1 AND server_id = $2")
-            .bind(var_id)
-            .bind(server)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(Error::db("read variable wrap"))?
-            .map(|r| r.get("jwe")),
-    )
 }
 
 /// Servers a variable was wrapped to.
