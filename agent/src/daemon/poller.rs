@@ -95,7 +95,7 @@ async fn handle(
     if job.protocol != PROTOCOL_VERSION {
         let err = JobError::Protocol(job.protocol);
         results::post(
-            ctx,
+            &ctx.client,
             &job,
             Outcome::Failed {
                 failure: err.failure(),
@@ -108,7 +108,7 @@ async fn handle(
         if ctx.target.is_none() {
             let err = JobError::NotOffered("deploy", "no [target] install_roots are configured");
             results::post(
-                ctx,
+                &ctx.client,
                 &job,
                 Outcome::Failed {
                     failure: err.failure(),
@@ -131,7 +131,7 @@ async fn handle(
     };
     counter.fetch_add(1, Ordering::Relaxed);
     if let Err(mpsc::error::SendError(r)) = reports.send(Report { job, outcome, held }) {
-        results::post(ctx, &r.job, r.outcome).await;
+        results::post(&ctx.client, &r.job, r.outcome).await;
     }
 }
 
@@ -192,7 +192,7 @@ pub async fn deploy_worker(
                 }
             }
         };
-        results::post(&ctx, &job, outcome).await;
+        results::post(&ctx.client, &job, outcome).await;
     }
     while let Ok(job) = queue.try_recv() {
         tracing::info!(job = %job.id, "stopping: deploy left for re-delivery");

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use custody_client::Client;
 use custody_proto::jobs::{BatchedResult, Job, MAX_RESULTS_PER_BATCH, Outcome};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
@@ -14,15 +15,16 @@ use crate::link::backoff::Backoff;
 /// redo and a deploy is remembered, so nothing happens twice).
 const ATTEMPTS: u32 = 8;
 
-/// Posts `outcome` for `job`. Retries transport failures and 5xx/429 with
-/// backoff; a definite answer (accepted, duplicate, or a 4xx refusal) ends
-/// it. The job's `idempotency_key` and `attempt` make repeats harmless.
-pub async fn post(ctx: &Arc<Context>, job: &Job, outcome: Outcome) {
+/// Posts `outcome` for `job` (`POST /v1/agent/jobs/{id}/result`). Retries
+/// transport failures and 5xx/429/408 with backoff; a definite answer
+/// (accepted, duplicate, or another 4xx refusal) ends it. The job's
+/// `idempotency_key` and `attempt` make repeats harmless.
+pub async fn post(client: &Client, job: &Job, outcome: Outcome) {
     let mut backoff = Backoff::reconnect();
     for attempt in 1..=ATTEMPTS {
         let r = match &outcome {
-            Outcome::Succeeded { output } => ctx.client.job_succeeded(job, output.clone()).await,
-            Outcome::Failed { failure } => ctx.client.job_failed(job, failure.clone()).await,
+            Outcome::Succeeded { output } => client.job_succeeded(job, output.clone()).await,
+            Outcome::Failed { failure } => client.job_failed(job, failure.clone()).await,
         };
         match r {
             Ok(ack) if ack.duplicate => {
@@ -96,7 +98,7 @@ pub async fn reporter(ctx: Arc<Context>, mut queue: mpsc::UnboundedReceiver<Repo
                 },
             }
         }
-        post_batch(&ctx, &batch).await;
+        post_batch(&ctx.client, &batch).await;
         for r in batch.drain(..) {
             // The coordinator has the result: the job's room is free.
             drop(r.held);
@@ -104,10 +106,10 @@ pub async fn reporter(ctx: Arc<Context>, mut queue: mpsc::UnboundedReceiver<Repo
     }
 }
 
-/// Posts one batch with [`post`]'s retry policy. A coordinator without
-/// the batch endpoint (an older version: 404 or 405) gets the results one
-/// by one.
-async fn post_batch(ctx: &Arc<Context>, reports: &[Report]) {
+/// Posts one batch (`POST /v1/agent/results`) with [`post`]'s retry
+/// policy. A coordinator without the batch endpoint (an older version:
+/// 404 or 405) gets the results one by one with [`post`], in order.
+async fn post_batch(client: &Client, reports: &[Report]) {
     let results: Vec<BatchedResult> = reports
         .iter()
         .map(|r| BatchedResult {
@@ -119,7 +121,7 @@ async fn post_batch(ctx: &Arc<Context>, reports: &[Report]) {
         .collect();
     let mut backoff = Backoff::reconnect();
     for attempt in 1..=ATTEMPTS {
-        match ctx.client.job_results(results.clone()).await {
+        match client.job_results(results.clone()).await {
             Ok(acks) => {
                 for ack in acks {
                     if let Some(e) = ack.error {
@@ -134,7 +136,7 @@ async fn post_batch(ctx: &Arc<Context>, reports: &[Report]) {
                 let status = e.status();
                 if matches!(status, Some(404 | 405)) {
                     for r in reports {
-                        post(ctx, &r.job, r.outcome.clone()).await;
+                        post(client, &r.job, r.outcome.clone()).await;
                     }
                     return;
                 }
@@ -152,3 +154,6 @@ async fn post_batch(ctx: &Arc<Context>, reports: &[Report]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
