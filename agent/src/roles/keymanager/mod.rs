@@ -7,8 +7,8 @@
 //! (purpose, account and ids from the job), which `custody-envelope` checks
 //! before the keystore is asked to unwrap anything. `MK`, `RK` and `DK` are
 //! [`keys::KeyMaterial`] — locked memory, zeroized when the job returns.
-//! Jobs are synchronous (keystore calls block): the runtime runs them on its
-//! blocking pool, as many at once as `[jobs] parallelism` allows.
+//! Jobs are synchronous (keystore calls block): the agent runs them on
+//! `[jobs] parallelism` keystore threads of its own, one job each at a time.
 
 pub mod deployment;
 pub mod keys;

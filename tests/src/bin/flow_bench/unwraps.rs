@@ -240,6 +240,14 @@ async fn jobs_rate(
     let k = (n * 95).div_ceil(100).max(1);
     let secs = (done_at[k - 1] - resumed_at).max(1) as f64 / 1000.0;
     let straggler_s = (done_at[n - 1] - done_at[k - 1]) as f64 / 1000.0;
+    let first_ms = done_at[0] - resumed_at;
+    let k5 = (n * 5).div_ceil(100).max(1);
+    let mid_secs = (done_at[k - 1] - done_at[k5 - 1]).max(1) as f64 / 1000.0;
+    println!(
+        "    (run {}: first result {first_ms} ms after the resume; between the 5th and 95th percentile results {:.1} unwraps/s)",
+        run + 1,
+        2.0 * (k - k5) as f64 / mid_secs
+    );
     if straggler_s > 5.0 {
         println!(
             "    (run {}: the last 5% of results came {straggler_s:.1} s after the 95th percentile)",
