@@ -1,12 +1,14 @@
 //! Shared set-up for the approval tests (coordinator and CLI): an app with
 //! a deployable release, environments with target agents, approver users
-//! with Ed25519 keys, and signed statements made the way the CLI makes them.
+//! with Ed25519 keys, signed statements made the way the CLI makes them, and
+//! the status, code and state a refused request carries.
 //! Needs `mod common;` at the test crate's root.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::common::*;
 use custody_client::Client;
 use custody_envelope::approval::{ApprovalStatement, Decision, public_key_hex};
+use custody_proto::ErrorCode;
 use custody_proto::admin::User;
 use custody_proto::apps::{Deployment, DeploymentState, Release};
 use custody_proto::jobs::JobPayload;
@@ -347,5 +349,23 @@ pub fn payload_is_for(p: &JobPayload, id: &str) -> bool {
         | JobPayload::WrapDeployKey { deployment_id, .. }
         | JobPayload::Deploy { deployment_id, .. } => deployment_id == id,
         _ => false,
+    }
+}
+
+/// The HTTP status and error code of a refused request.
+pub fn code(e: &custody_client::ClientError) -> (u16, ErrorCode) {
+    (e.status().unwrap(), e.code().unwrap())
+}
+
+/// The deployment state a refusal reports in its details (`""` if none).
+pub fn details_state(e: &custody_client::ClientError) -> String {
+    match e {
+        custody_client::ClientError::Api { error, .. } => error
+            .details
+            .as_ref()
+            .and_then(|d| d["state"].as_str())
+            .unwrap_or_default()
+            .to_string(),
+        other => panic!("not an API error: {other}"),
     }
 }
