@@ -221,9 +221,10 @@ impl Default for SandboxConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobsConfig {
-    /// How many key-manager jobs use the keystore at once (the agent
-    /// holds up to 16 times as many, fetched and reported in batches, so
-    /// the next one is at hand while one unwraps).
+    /// How many key-manager jobs use the keystore at once: the agent
+    /// starts this many keystore threads, and holds up to 32 times as many
+    /// jobs, fetched and reported in batches, so the next one is at hand
+    /// while one unwraps.
     /// Default: what the keystore can unwrap concurrently (the PKCS#11
     /// session count; 1 for a TPM; the CPU count for the soft keystore).
     #[serde(default)]
