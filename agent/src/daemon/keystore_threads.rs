@@ -96,9 +96,28 @@ mod tests {
     use super::*;
     use crate::config::SoftConfig;
     use crate::keystore::soft::SoftKeyStore;
+    use crate::roles::keymanager::keys::binding;
+    use custody_envelope::OaepHash;
     use custody_envelope::jwe;
+    use custody_proto::jobs::WrappedMasterKey;
     use custody_proto::servers::KeyManagerKey;
     use rsa::pkcs8::{EncodePublicKey, LineEnding};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn soft(dir: &std::path::Path) -> SoftKeyStore {
+        let cfg: SoftConfig = toml::from_str("key_bits = 2048").unwrap();
+        SoftKeyStore::open(&cfg, dir).unwrap()
+    }
+
+    fn key_of(ks: &dyn KeyStore) -> KeyManagerKey {
+        KeyManagerKey {
+            server_id: "srv".into(),
+            name: "srv".into(),
+            public_key_pem: ks.public_key().to_public_key_pem(LineEnding::LF).unwrap(),
+            oaep_hashes: ks.supported_hashes().to_vec(),
+            fingerprint: jwe::thumbprint(ks.public_key()),
+        }
+    }
 
     /// Jobs sent at once all come back, each with its own outcome: the
     /// right account's wrap the new master key to the key manager (a
@@ -106,15 +125,8 @@ mod tests {
     #[tokio::test]
     async fn every_job_gets_its_own_outcome() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg: SoftConfig = toml::from_str("key_bits = 2048").unwrap();
-        let ks: Arc<dyn KeyStore> = Arc::new(SoftKeyStore::open(&cfg, dir.path()).unwrap());
-        let me = KeyManagerKey {
-            server_id: "srv".into(),
-            name: "srv".into(),
-            public_key_pem: ks.public_key().to_public_key_pem(LineEnding::LF).unwrap(),
-            oaep_hashes: ks.supported_hashes().to_vec(),
-            fingerprint: jwe::thumbprint(ks.public_key()),
-        };
+        let ks: Arc<dyn KeyStore> = Arc::new(soft(dir.path()));
+        let me = key_of(ks.as_ref());
         let threads = Arc::new(KeystoreThreads::start(ks, "acct", "srv", 2).unwrap());
         assert_eq!(threads.count(), 2);
         let mut set = tokio::task::JoinSet::new();
@@ -153,5 +165,86 @@ mod tests {
         wraps.sort();
         wraps.dedup();
         assert_eq!(wraps.len(), 3);
+    }
+
+    /// A real soft keystore that counts the unwraps in progress and makes
+    /// each one last a while.
+    struct Counting {
+        inner: SoftKeyStore,
+        running: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    impl KeyStore for Counting {
+        fn kind(&self) -> &'static str {
+            self.inner.kind()
+        }
+        fn public_key(&self) -> &rsa::RsaPublicKey {
+            self.inner.public_key()
+        }
+        fn supported_hashes(&self) -> &[OaepHash] {
+            self.inner.supported_hashes()
+        }
+        fn unwrap(
+            &self,
+            hash: OaepHash,
+            ciphertext: &[u8],
+        ) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::keystore::KeyStoreError> {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let r = self.inner.unwrap(hash, ciphertext);
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            r
+        }
+    }
+
+    /// However many jobs are queued, no more than `count` use the keystore
+    /// at once (its sessions), and every queued job is run.
+    #[tokio::test]
+    async fn no_more_jobs_use_the_keystore_at_once_than_there_are_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let counting = Arc::new(Counting {
+            inner: soft(dir.path()),
+            running: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+        });
+        let newcomer = key_of(counting.as_ref());
+        let mk = [7u8; 32];
+        let wrapped = jwe::wrap(
+            counting.public_key(),
+            OaepHash::Sha256,
+            &binding::master_key("acct"),
+            &mk,
+        )
+        .unwrap();
+        let ks: Arc<dyn KeyStore> = counting.clone();
+        let threads = Arc::new(KeystoreThreads::start(ks, "acct", "srv", 2).unwrap());
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (threads, newcomer, jwe) = (threads.clone(), newcomer.clone(), wrapped.clone());
+            set.spawn(async move {
+                threads
+                    .run(JobPayload::ShareMasterKey {
+                        account: "acct".into(),
+                        master_key: WrappedMasterKey {
+                            master_key_id: "mk_1".into(),
+                            jwe,
+                        },
+                        newcomer,
+                    })
+                    .await
+            });
+        }
+        let mut done = 0;
+        while let Some(r) = set.join_next().await {
+            match r.unwrap().expect("a thread answered") {
+                Ok(JobOutput::ShareMasterKey { .. }) => done += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(done, 8);
+        let most = counting.most.load(Ordering::SeqCst);
+        assert!((1..=2).contains(&most), "{most} unwraps at once");
     }
 }
