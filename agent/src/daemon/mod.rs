@@ -13,8 +13,8 @@
 //!   idle through round trips or task wake-ups. Their results go to one
 //!   reporter, which posts them in batches (`POST /v1/agent/results`):
 //!   what queued up while its last request was in flight, after waiting up
-//!   to 10 ms for 32. A deploy is handed to the one deploy worker (deploys
-//!   run one at a time) and frees its room at once.
+//!   to 10 ms for half the room in hand. A deploy is handed to the one
+//!   deploy worker (deploys run one at a time) and frees its room at once.
 //! - **Reconnecting.** A failed poll waits with exponential backoff and
 //!   jitter (1 s doubling to 60 s) before the next; a success resets it.
 //! - **Results** are posted until the coordinator acknowledges them (the
@@ -64,8 +64,6 @@ pub struct Stats {
 pub struct Context {
     /// The authenticated coordinator client.
     pub client: Client,
-    /// The started keystore.
-    pub keystore: Arc<dyn KeyStore>,
     /// This server's id.
     pub server_id: String,
     /// Its account.
@@ -94,7 +92,8 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context; see the fields. Starts the keystore threads.
+    /// A context; see the fields. Starts the keystore threads, which own
+    /// `keystore` from then on.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: Client,
@@ -109,15 +108,10 @@ impl Context {
         log: LogHandle,
         config_path: PathBuf,
     ) -> std::io::Result<Self> {
-        let keystore_threads = keystore_threads::KeystoreThreads::start(
-            keystore.clone(),
-            &account,
-            &server_id,
-            parallelism,
-        )?;
+        let keystore_threads =
+            keystore_threads::KeystoreThreads::start(keystore, &account, &server_id, parallelism)?;
         Ok(Context {
             client,
-            keystore,
             server_id,
             account,
             heartbeat_interval,
