@@ -42,7 +42,7 @@ async fn read_head(c: &mut SqliteConnection) -> Result<Head> {
 }
 
 /// `head` if known, else the table's.
-async fn current(c: &mut SqliteConnection, head: &mut Option<Head>) -> Result<Head> {
+async fn current(c: &mut SqliteConnection, head: Option<&Head>) -> Result<Head> {
     match head {
         Some(h) => Ok(h.clone()),
         None => read_head(c).await,
@@ -63,7 +63,7 @@ pub async fn append(
     result: &str,
     detail: serde_json::Value,
 ) -> Result<()> {
-    let Head { count, hash: prev } = current(c, head).await?;
+    let Head { count, hash: prev } = current(c, head.as_ref()).await?;
     let mut e = AuditEntry {
         seq: count + 1,
         at_ms: now_ms(),
@@ -99,11 +99,11 @@ pub async fn append(
     Ok(())
 }
 
-/// Signs and stores a checkpoint of the head (replacing older ones);
-/// `head` as for [`append`].
+/// Signs and stores a checkpoint of the head (replacing older ones):
+/// `head` if the caller knows it (see [`append`]), else the table's.
 pub async fn checkpoint(
     c: &mut SqliteConnection,
-    head: &mut Option<Head>,
+    head: Option<&Head>,
     key: &ed25519_dalek::SigningKey,
 ) -> Result<()> {
     let Head {

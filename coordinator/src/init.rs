@@ -111,7 +111,7 @@ pub async fn init(config: &Config, owner: &str, names: &[String]) -> Result<Init
         json!({"user": user.id, "prefix": token.prefix()}),
     )
     .await?;
-    crate::audit::checkpoint(&mut tx, &mut head, &key).await?;
+    crate::audit::checkpoint(&mut tx, head.as_ref(), &key).await?;
     tx.commit().await.map_err(Error::db("commit init"))?;
     store.write.close().await;
     store.read.close().await;

@@ -156,7 +156,8 @@ impl<'a> Tx<'a> {
     /// Signs a checkpoint if entries were added, commits, then wakes agents.
     pub async fn commit(mut self) -> Result<()> {
         if self.audited {
-            crate::audit::checkpoint(&mut self.c, &mut self.head, &self.state.audit_key).await?;
+            crate::audit::checkpoint(&mut self.c, self.head.as_ref(), &self.state.audit_key)
+                .await?;
         }
         self.c.commit().await.map_err(|e| {
             if self.audited {

@@ -195,22 +195,42 @@ pub struct VarInContext {
     pub app: Option<String>,
 }
 
+/// The columns and joins that put a variable (`v`) in context (macros, so
+/// the queries below are `&'static str` built at compile time).
+macro_rules! in_context_columns {
+    () => {
+        "SELECT v.*, e.name AS environment_name, a.name AS app_name"
+    };
+}
+macro_rules! in_context_joins {
+    () => {
+        "FROM variables v LEFT JOIN environments e ON e.id = v.environment_id \
+         LEFT JOIN apps a ON a.id = e.app_id"
+    };
+}
+
+fn in_context_from_row(r: &SqliteRow) -> VarInContext {
+    VarInContext {
+        var: var_from_row(r),
+        environment: r.get("environment_name"),
+        app: r.get("app_name"),
+    }
+}
+
 /// A variable by id, with its environment's and app's names.
 pub async fn var_in_context(c: &mut SqliteConnection, id: &str) -> Result<Option<VarInContext>> {
-    Ok(sqlx::query(
-        "SELECT v.*, e.name AS environment_name, a.name AS app_name FROM variables v \
-         LEFT JOIN environments e ON e.id = v.environment_id LEFT JOIN apps a ON a.id = e.app_id \
-         WHERE v.id = $1",
-    )
+    Ok(sqlx::query(concat!(
+        in_context_columns!(),
+        " ",
+        in_context_joins!(),
+        " WHERE v.id = $1"
+    ))
     .bind(id)
     .fetch_optional(&mut *c)
     .await
     .map_err(Error::db("read variable"))?
-    .map(|r| VarInContext {
-        var: var_from_row(&r),
-        environment: r.get("environment_name"),
-        app: r.get("app_name"),
-    }))
+    .as_ref()
+    .map(in_context_from_row))
 }
 
 /// What a seal job for `server` is built from: the variable in context,
@@ -232,25 +252,21 @@ pub async fn seal_inputs(
     id: &str,
     server: &str,
 ) -> Result<Option<SealInputs>> {
-    Ok(sqlx::query(
-        "SELECT v.*, e.name AS environment_name, a.name AS app_name, \
-         mw.jwe AS master_key_wrap, vw.jwe AS value_wrap FROM variables v \
-         LEFT JOIN environments e ON e.id = v.environment_id LEFT JOIN apps a ON a.id = e.app_id \
-         LEFT JOIN master_key_wraps mw ON mw.master_key_id = v.master_key_id AND mw.server_id = $2 \
+    Ok(sqlx::query(concat!(
+        in_context_columns!(),
+        ", mw.jwe AS master_key_wrap, vw.jwe AS value_wrap ",
+        in_context_joins!(),
+        " LEFT JOIN master_key_wraps mw ON mw.master_key_id = v.master_key_id AND mw.server_id = $2 \
          LEFT JOIN variable_wraps vw ON vw.variable_id = v.id AND vw.server_id = $2 \
-         WHERE v.id = $1",
-    )
+         WHERE v.id = $1"
+    ))
     .bind(id)
     .bind(server)
     .fetch_optional(&mut *c)
     .await
     .map_err(Error::db("read variable"))?
     .map(|r| SealInputs {
-        var: VarInContext {
-            var: var_from_row(&r),
-            environment: r.get("environment_name"),
-            app: r.get("app_name"),
-        },
+        var: in_context_from_row(&r),
         master_key_wrap: r.get("master_key_wrap"),
         value_wrap: r.get("value_wrap"),
     }))
