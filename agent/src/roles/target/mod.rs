@@ -351,10 +351,9 @@ fn decrypt(
         let header = custody_envelope::stream::decrypt_file(rk, &input, &output, 0)
             .map_err(DeployError::Decrypt)?;
         verify::check_header(&header, ids)?;
-        output.sync_all().map_err(|source| DeployError::Staging {
-            action: "write the plaintext file",
-            source,
-        })?;
+        // No fsync: the plaintext never outlives this process (`Staging::open`
+        // removes what a crash left), so it needs no durability, and a
+        // deploy that finishes before writeback never puts it on the disk.
         std::fs::rename(partial, plain).map_err(|source| DeployError::Staging {
             action: "publish the plaintext file",
             source,
