@@ -148,6 +148,53 @@ fn child_pool_serves_threads() {
     }
 }
 
+with_token!(
+    lost_login_is_lost_not_unwrap,
+    child_lost_login_is_lost_not_unwrap
+);
+
+#[test]
+#[ignore = "runs in a child process started by its parent test"]
+fn child_lost_login_is_lost_not_unwrap() {
+    if common::child_env().is_none() {
+        return;
+    }
+    let ks = OpenedKeyStore::Pkcs11(OpenedPkcs11::open(&common::pkcs11_config(2048, 2)).unwrap())
+        .start()
+        .unwrap();
+    let msg = b"release key for the key manager.";
+    let ct = common::oaep_encrypt(ks.public_key(), OaepHash::Sha1, msg);
+    assert_eq!(ks.unwrap(OaepHash::Sha1, &ct).unwrap().as_slice(), msg);
+    // A bad ciphertext is the one opaque `Unwrap`, never `Lost`.
+    assert!(matches!(
+        ks.unwrap(OaepHash::Sha1, &[0x33; 256]),
+        Err(KeyStoreError::Unwrap)
+    ));
+
+    // Logging out any session logs out the whole process (as a token
+    // reset does): the keystore's sessions can no longer use the key.
+    let (_ctx, raw) = raw_session();
+    raw.logout().unwrap();
+    for _ in 0..3 {
+        match ks.unwrap(OaepHash::Sha1, &ct) {
+            Err(KeyStoreError::Lost(reason)) => {
+                // SoftHSM2 forgets the private key's handle at logout.
+                assert!(
+                    reason.starts_with("C_DecryptInit: ")
+                        && (reason.ends_with("ObjectHandleInvalid")
+                            || reason.ends_with("UserNotLoggedIn")),
+                    "{reason}"
+                );
+            }
+            other => panic!("expected Lost, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        ks.unwrap(OaepHash::Sha1, &[0x33; 256]),
+        Err(KeyStoreError::Lost(_))
+    ));
+}
+
 with_token!(attribute_audit, child_attribute_audit);
 
 #[test]

@@ -137,6 +137,37 @@ fn survives_agent_restart_and_tpm_restart() {
 }
 
 #[test]
+fn a_tpm_restarted_under_a_running_keystore_is_lost_not_unwrap() {
+    let mut tpm = Swtpm::start().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let ks = OpenedKeyStore::Tpm(
+        OpenedTpm::open(&common::tpm_config(&tpm.tcti(), Some(2048)), state.path()).unwrap(),
+    )
+    .start()
+    .unwrap();
+    let msg = b"master key of the account.......";
+    let ct = common::oaep_encrypt(ks.public_key(), OaepHash::Sha256, msg);
+    assert_eq!(ks.unwrap(OaepHash::Sha256, &ct).unwrap().as_slice(), msg);
+
+    // The connection and the loaded key die with the TPM process.
+    tpm.restart().unwrap();
+    match ks.unwrap(OaepHash::Sha256, &ct) {
+        Err(KeyStoreError::Lost(reason)) => {
+            assert!(reason.starts_with("TPM2_RSA_Decrypt: "), "{reason}");
+        }
+        other => panic!("expected Lost, got {other:?}"),
+    }
+    drop(ks);
+    // Opened afresh (what the agent's restart does), it serves again.
+    let ks = OpenedKeyStore::Tpm(
+        OpenedTpm::open(&common::tpm_config(&tpm.tcti(), Some(2048)), state.path()).unwrap(),
+    )
+    .start()
+    .unwrap();
+    assert_eq!(ks.unwrap(OaepHash::Sha256, &ct).unwrap().as_slice(), msg);
+}
+
+#[test]
 fn stale_transients_are_flushed_at_open() {
     let tpm = Swtpm::start().unwrap();
     let state = tempfile::tempdir().unwrap();

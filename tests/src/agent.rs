@@ -484,6 +484,32 @@ impl Agent {
         self.tpm.as_ref()
     }
 
+    /// Restarts its swtpm: the TPM's state stays, every connection, session
+    /// and loaded object is gone (as when a TPM's resource manager
+    /// restarts). swtpm comes back on new ports, so the configuration's
+    /// `tcti` is pointed at them for the agent's next start (a real TPM's
+    /// device path does not move).
+    pub fn restart_swtpm(&mut self) -> Result<()> {
+        let name = &self.name;
+        let tpm = self
+            .tpm
+            .as_mut()
+            .ok_or_else(|| E2eError::Setup(format!("{name} has no swtpm")))?;
+        let old = tpm.tcti();
+        tpm.restart()?;
+        let new = tpm.tcti();
+        let text =
+            std::fs::read_to_string(&self.config).map_err(io("read", self.config.display()))?;
+        if !text.contains(&old) {
+            return Err(E2eError::Setup(format!(
+                "{}: no {old} to replace",
+                self.config.display()
+            )));
+        }
+        std::fs::write(&self.config, text.replace(&old, &new))
+            .map_err(io("write", self.config.display()))
+    }
+
     /// Its key as the coordinator lists key managers.
     pub async fn key(&self, c: &Coordinator) -> Result<KeyManagerKey> {
         let s = c.server(&self.server_id).await?;

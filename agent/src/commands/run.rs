@@ -75,6 +75,10 @@ pub enum RunError {
     /// The installer child could not be started.
     #[error("installer: {0}")]
     Installer(#[from] InstallerError),
+    /// The keystore stopped serving the running agent; it stopped so that
+    /// its service manager starts it again.
+    #[error("stopped: {0}; exiting so that the service manager restarts the agent")]
+    KeystoreLost(String),
 }
 
 /// Options given on the command line.
@@ -223,7 +227,10 @@ pub fn run(
         )
         .map_err(RunError::KeystoreThreads)?,
     );
-    rt.block_on(daemon::run(ctx));
+    let stopped = rt.block_on(daemon::run(ctx));
     rt.shutdown_timeout(Duration::from_secs(5));
-    Ok(())
+    match stopped {
+        daemon::Stopped::Asked => Ok(()),
+        daemon::Stopped::KeystoreLost(reason) => Err(RunError::KeystoreLost(reason)),
+    }
 }

@@ -23,6 +23,13 @@
 //! - **SIGTERM / SIGINT** drain: `STOPPING=1`, no new polls, the running
 //!   jobs finish and report; deploys queued but not started are left to
 //!   the coordinator's re-delivery.
+//! - **A lost keystore** (the token's session or login, or the TPM
+//!   connection, gone: `KeyStoreError::Lost`) fails the job that met it
+//!   as retryable, so the coordinator hands it to another key manager (or
+//!   re-delivers the deploy), then drains as on SIGTERM and exits with a
+//!   failure: systemd's `Restart=on-failure` starts the agent again, and
+//!   it opens the keystore afresh, sandboxed as at every start. Nothing in
+//!   the sandboxed process tries to reopen a device it may no longer reach.
 //! - **SIGHUP** re-reads the configuration file and applies what can change
 //!   while running: the log level and `[target] publisher_keys`. Everything
 //!   else (keystore, coordinator, sandbox, state dir, parallelism) needs a
@@ -89,6 +96,18 @@ pub struct Context {
     /// Counters.
     pub stats: Stats,
     online: AtomicBool,
+    /// Set once the keystore is lost; wakes [`run`] to stop.
+    keystore_lost: std::sync::Mutex<Option<String>>,
+    stop: tokio::sync::Notify,
+}
+
+/// Why [`run`] returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM or SIGINT.
+    Asked,
+    /// The keystore stopped serving this process (the reason, no secret).
+    KeystoreLost(String),
 }
 
 impl Context {
@@ -126,7 +145,33 @@ impl Context {
             config_path,
             stats: Stats::default(),
             online: AtomicBool::new(false),
+            keystore_lost: std::sync::Mutex::new(None),
+            stop: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Records that the keystore stopped serving this process (the first
+    /// reason is kept) and wakes [`run`], which drains and stops.
+    pub(crate) fn keystore_lost(&self, reason: &str) {
+        let mut lost = self
+            .keystore_lost
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if lost.is_none() {
+            tracing::error!(error = %reason, "the keystore stopped serving this agent; stopping, to be restarted and open it again");
+            self.notifier
+                .status("keystore lost; stopping to be restarted");
+            *lost = Some(reason.to_owned());
+        }
+        // A permit is stored when `run` is not waiting yet.
+        self.stop.notify_one();
+    }
+
+    fn lost_reason(&self) -> Option<String> {
+        self.keystore_lost
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// How many jobs the agent holds at most.
@@ -167,9 +212,9 @@ fn in_hand_room(threads: usize) -> usize {
 /// other can fetch the room that jobs finishing meanwhile free.
 const POLLERS: usize = 2;
 
-/// Runs the agent until SIGTERM/SIGINT, then drains. Must run inside the
-/// runtime.
-pub async fn run(ctx: Arc<Context>) {
+/// Runs the agent until SIGTERM/SIGINT or a lost keystore, then drains.
+/// Must run inside the runtime.
+pub async fn run(ctx: Arc<Context>) -> Stopped {
     let (drain_tx, drain_rx) = watch::channel(false);
     let (deploy_tx, deploy_rx) = mpsc::unbounded_channel();
     let (report_tx, report_rx) = mpsc::unbounded_channel();
@@ -213,11 +258,20 @@ pub async fn run(ctx: Arc<Context>) {
         "agent running"
     );
 
-    if let Some(mut signals) = signals {
-        signals.wait_for_stop(&ctx).await;
-    } else {
-        std::future::pending::<()>().await;
-    }
+    let asked = async {
+        if let Some(mut signals) = signals {
+            signals.wait_for_stop(&ctx).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let stopped = tokio::select! {
+        () = asked => Stopped::Asked,
+        () = ctx.stop.notified() => match ctx.lost_reason() {
+            Some(reason) => Stopped::KeystoreLost(reason),
+            None => Stopped::Asked,
+        },
+    };
     ctx.notifier.stopping();
     tracing::info!("stopping: no new jobs; finishing the running ones");
     let _ = drain_tx.send(true);
@@ -237,4 +291,5 @@ pub async fn run(ctx: Arc<Context>) {
         deploys_failed = s.deploys_failed.load(Ordering::Relaxed),
         "stopped"
     );
+    stopped
 }

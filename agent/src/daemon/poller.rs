@@ -145,6 +145,9 @@ pub async fn run_key_manager_job(ctx: &Arc<Context>, job: &Job) -> Outcome {
         }
         Some(Err(e)) => {
             tracing::warn!(job = %job.id, kind = kind.as_str(), code = e.code(), error = %e, "key-manager job failed");
+            if e.keystore_lost() {
+                ctx.keystore_lost(&e.to_string());
+            }
             Outcome::Failed {
                 failure: e.failure(),
             }
@@ -187,6 +190,9 @@ pub async fn deploy_worker(
             }
             Err(e) => {
                 ctx.stats.deploys_failed.fetch_add(1, Ordering::Relaxed);
+                if e.keystore_lost() {
+                    ctx.keystore_lost(&e.to_string());
+                }
                 Outcome::Failed {
                     failure: e.failure(),
                 }

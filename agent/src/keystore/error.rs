@@ -187,6 +187,13 @@ pub enum KeyStoreError {
     /// padding oracle.
     #[error("unwrap failed")]
     Unwrap,
+    /// The token or TPM no longer serves this process: its session, login
+    /// or connection is gone (device removed, HSM or TPM restarted). Only
+    /// answers a ciphertext cannot cause are sorted here, so this says
+    /// nothing about the ciphertext. The agent then exits, for its service
+    /// manager to start it again and open the keystore afresh.
+    #[error("the keystore stopped serving this process ({0}); it must be opened again")]
+    Lost(String),
     /// The TPM worker thread could not be started.
     #[error("cannot start the keystore worker thread: {0}")]
     StartWorker(std::io::Error),

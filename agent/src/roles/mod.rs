@@ -97,6 +97,16 @@ impl JobError {
         }
     }
 
+    /// Whether this agent's keystore stopped serving it
+    /// ([`KeyStoreError::Lost`]): the agent must restart to open it again.
+    pub fn keystore_lost(&self) -> bool {
+        matches!(
+            self,
+            JobError::KeyStore(KeyStoreError::Lost(_))
+                | JobError::Deploy(target::DeployError::KeyStoreLost(_))
+        )
+    }
+
     /// Whether another key manager (or a later attempt) may succeed.
     pub fn retryable(&self) -> bool {
         match self {

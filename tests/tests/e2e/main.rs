@@ -15,6 +15,7 @@ mod common;
 mod approvals;
 mod failover;
 mod happy_path;
+mod keystore_lost;
 mod no_plaintext;
 mod redelivery;
 mod rotation;

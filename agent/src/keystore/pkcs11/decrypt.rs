@@ -1,5 +1,6 @@
 //! `C_Decrypt` with `CKM_RSA_PKCS_OAEP`.
 
+use cryptoki::error::{Error, RvError};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::ObjectHandle;
@@ -20,9 +21,28 @@ pub fn oaep_mechanism(hash: OaepHash) -> Mechanism<'static> {
     Mechanism::RsaPkcsOaep(PkcsOaepParams::new(h, mgf, PkcsOaepSource::empty()))
 }
 
+/// Answers that mean the session, the login or the token itself is gone:
+/// checked before the mechanism looks at the data, so no ciphertext can
+/// cause them. (`CKR_DEVICE_ERROR` and `CKR_FUNCTION_FAILED` are not here:
+/// some tokens use them for bad padding.)
+fn token_lost(rv: RvError) -> bool {
+    matches!(
+        rv,
+        RvError::SessionHandleInvalid
+            | RvError::SessionClosed
+            | RvError::DeviceRemoved
+            | RvError::TokenNotPresent
+            | RvError::UserNotLoggedIn
+            | RvError::KeyHandleInvalid
+            | RvError::ObjectHandleInvalid
+            | RvError::CryptokiNotInitialized
+    )
+}
+
 /// Decrypts `ciphertext` with `key`. Any failure — wrong length, bad
 /// padding, a key that is not ours, the token refusing — is the single
-/// [`KeyStoreError::Unwrap`].
+/// [`KeyStoreError::Unwrap`], except a lost session, login or token
+/// ([`KeyStoreError::Lost`]).
 pub fn oaep_decrypt(
     session: &Session,
     key: ObjectHandle,
@@ -36,5 +56,10 @@ pub fn oaep_decrypt(
     session
         .decrypt(&oaep_mechanism(hash), key, ciphertext)
         .map(Zeroizing::new)
-        .map_err(|_| KeyStoreError::Unwrap)
+        .map_err(|e| match e {
+            Error::Pkcs11(rv, function) if token_lost(rv) => {
+                KeyStoreError::Lost(format!("C_{function:?}: {rv:?}"))
+            }
+            _ => KeyStoreError::Unwrap,
+        })
 }

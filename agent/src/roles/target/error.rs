@@ -4,6 +4,8 @@
 
 use custody_envelope::EnvelopeError;
 
+use crate::keystore::KeyStoreError;
+
 /// A deploy's failure.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -128,6 +130,10 @@ pub enum DeployError {
     /// An internal task failed.
     #[error("the agent failed internally: {0}")]
     Internal(&'static str),
+    /// This server's keystore stopped serving it (see
+    /// [`KeyStoreError::Lost`]); the agent restarts and the deploy comes again.
+    #[error("keystore: {0}")]
+    KeyStoreLost(KeyStoreError),
 }
 
 impl DeployError {
@@ -157,6 +163,7 @@ impl DeployError {
             DeployError::PostInstall { .. } | DeployError::FailedBefore { .. } => "hook_failed",
             DeployError::Record(_) => "record_failed",
             DeployError::Internal(_) => "internal",
+            DeployError::KeyStoreLost(_) => "keystore_failed",
         }
     }
 
@@ -165,7 +172,10 @@ impl DeployError {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            DeployError::Download(_) | DeployError::Staging { .. } | DeployError::Internal(_)
+            DeployError::Download(_)
+                | DeployError::Staging { .. }
+                | DeployError::Internal(_)
+                | DeployError::KeyStoreLost(_)
         )
     }
 }

@@ -41,9 +41,7 @@ pub fn unwrap_deploy_key(
             what: "wrapped deploy key",
             source,
         },
-        jwe::OpenError::Unwrap(KeyStoreError::Unwrap | KeyStoreError::UnsupportedHash { .. }) => {
-            DeployError::Unwrap
-        }
+        jwe::OpenError::Unwrap(lost @ KeyStoreError::Lost(_)) => DeployError::KeyStoreLost(lost),
         _ => DeployError::Unwrap,
     })?;
     KeyMaterial::from_plaintext("wrapped deploy key", &plain).map_err(|_| DeployError::Envelope {
