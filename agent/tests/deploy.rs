@@ -346,3 +346,53 @@ async fn an_install_interrupted_by_a_crash_is_not_repeated() {
     failed_with(&c, &d.id, "interrupted_install").await;
     assert!(t.staging_entries().is_empty(), "{:?}", t.staging_entries());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupt_download_left_by_a_crash_is_fetched_again() {
+    let c = Coordinator::start().await;
+    let publisher = Publisher::new(7);
+    let (_a, _b, mut t) = cluster(&c, &publisher).await;
+    release::create_secure_app(&c, "web").await;
+    release::environment(&c, "web", "dev", &[&t.server_id]).await;
+    release::set_plain(&c, "web", "dev", "MODE", "dev").await;
+    let pushed = release::push(
+        &c,
+        "web",
+        &package(&t.install_root, 0, b"hello after a power cut\n"),
+        &publisher,
+    )
+    .await;
+    // The target is down when the deploy is made; what a power cut left
+    // in its staging dir is the whole package's length of wrong bytes
+    // (never synced), which a resumed download takes as complete.
+    t.kill();
+    let d = release::deploy(&c, "web", &pushed.release_id, "dev").await;
+    let dir = t.staging().join(&d.id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut stale = pushed.package.clone();
+    let mid = stale.len() / 2;
+    stale[mid..].fill(0);
+    std::fs::write(dir.join("package.custody"), &stale).unwrap();
+    t.start();
+
+    let done = release::finished(&c, &d.id).await;
+    assert_eq!(
+        done.state,
+        DeploymentState::Succeeded,
+        "{done:?}\n{}",
+        t.log()
+    );
+    assert_eq!(
+        std::fs::read(t.install_root.join("web").join("hello.txt")).unwrap(),
+        b"hello after a power cut\n"
+    );
+    let log = release::log(&c, &d.id).await;
+    assert!(
+        log.iter().any(|l| l.line.contains(
+            "the resumed download does not match the package digest; downloading it again"
+        )),
+        "{log:#?}"
+    );
+    assert!(t.staging_entries().is_empty(), "{:?}", t.staging_entries());
+}

@@ -35,7 +35,7 @@ use std::sync::{Arc, RwLock};
 
 use custody_client::Client;
 use custody_envelope::descriptor::PublisherKey;
-use custody_proto::jobs::{Job, JobPayload};
+use custody_proto::jobs::{ArtifactLocation, Job, JobPayload};
 
 pub use error::DeployError;
 pub use install::InstallerSlot;
@@ -229,15 +229,13 @@ impl Target {
             artifact.size
         ));
         let cipher = dir.join(staging::CIPHERTEXT);
-        let got = staging::download(client, &artifact.sha256, artifact.size, &cipher).await?;
-        // The digest checks below cover the content; the size catches a
-        // short or long file early, when the job states one.
-        if artifact.size > 0 && got != artifact.size {
-            return Err(DeployError::Size {
-                expected: artifact.size,
-                got,
-            });
-        }
+        // What an interrupted attempt left is resumed. The file is never
+        // synced, so after a power loss it may hold anything: if it then
+        // fails the digest, it is fetched once more from the start.
+        let resumed = tokio::fs::metadata(&cipher)
+            .await
+            .is_ok_and(|m| m.len() > 0);
+        fetch(client, artifact, &cipher).await?;
 
         // 3–5. Keys, key list, descriptor, digests (blocking: keystore, hashing).
         log.status("verifying the deploy key, key list, publisher signature and package digest");
@@ -250,18 +248,36 @@ impl Target {
         );
         let owned = OwnedIds::from(ids);
         let cipher2 = cipher.clone();
-        let list = tokio::task::spawn_blocking(move || {
+        let (list, desc, digest) = tokio::task::spawn_blocking(move || {
             let ids = owned.borrow();
             let dk = verify::unwrap_deploy_key(keystore.as_ref(), &ids, &wrapped)?;
             let list = verify::open_key_list(&dk, &ids, &sealed)?;
             drop(dk);
             let d = verify::verify_descriptor(&desc, &pinned, &ids)?;
             let digest = staging::sha256_file(&cipher2)?;
-            verify::check_digests(&digest, &list, &d)?;
-            Ok::<_, DeployError>(list)
+            Ok::<_, DeployError>((list, d, digest))
         })
         .await
         .map_err(|_| DeployError::Internal("the verification task failed"))??;
+        let mut checked = verify::check_digests(&digest, &list, &desc);
+        if resumed && matches!(checked, Err(DeployError::Digest { .. })) {
+            log.status(
+                "the resumed download does not match the package digest; downloading it again",
+            );
+            tokio::fs::remove_file(&cipher)
+                .await
+                .map_err(|source| DeployError::Staging {
+                    action: "remove the package",
+                    source,
+                })?;
+            fetch(client, artifact, &cipher).await?;
+            let cipher2 = cipher.clone();
+            let digest = tokio::task::spawn_blocking(move || staging::sha256_file(&cipher2))
+                .await
+                .map_err(|_| DeployError::Internal("the verification task failed"))??;
+            checked = verify::check_digests(&digest, &list, &desc);
+        }
+        checked?;
         log.set_secrets(list.secrets.iter().map(|s| s.value.as_str()));
 
         // 6. Decrypt into staging; publish the name only when it all verified.
@@ -320,6 +336,24 @@ impl Target {
             .map_err(DeployError::Record)?;
         Ok(())
     }
+}
+
+/// Downloads the package into `cipher` (resuming what is there) and
+/// checks its size when the job states one: the digest checks cover the
+/// content, the size catches a short or long file early.
+async fn fetch(
+    client: &Client,
+    artifact: &ArtifactLocation,
+    cipher: &Path,
+) -> Result<(), DeployError> {
+    let got = staging::download(client, &artifact.sha256, artifact.size, cipher).await?;
+    if artifact.size > 0 && got != artifact.size {
+        return Err(DeployError::Size {
+            expected: artifact.size,
+            got,
+        });
+    }
+    Ok(())
 }
 
 /// Decrypts `cipher` into `partial` on all cores, checks the header names

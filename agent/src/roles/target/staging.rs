@@ -1,7 +1,9 @@
 //! The private staging directory: `<state.dir>/staging/` (0700), one
 //! subdirectory per deployment holding the downloaded ciphertext
 //! (`package.custody`, kept across attempts so a download resumes with
-//! `Range`) and, only once every chunk verified, the plaintext
+//! `Range`; never synced, so a resumed file that fails the package digest
+//! is fetched once more from the start) and, only once every chunk
+//! verified, the plaintext
 //! (`package.tar`; written as `package.tar.partial` and renamed). The
 //! subdirectory is removed after every deploy, whatever its outcome, and
 //! plaintext left by a crash is removed at start.
