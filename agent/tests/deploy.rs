@@ -44,6 +44,17 @@ async fn cluster(c: &Coordinator, publisher: &Publisher) -> (Agent, Agent, Agent
     (a, b, t)
 }
 
+/// [`cluster`] pinning `Publisher::new(7)`, and the secure app `web` with
+/// a `dev` environment on the target where `MODE` is `dev`.
+async fn web_dev(c: &Coordinator) -> (Publisher, Agent, Agent, Agent) {
+    let publisher = Publisher::new(7);
+    let (a, b, t) = cluster(c, &publisher).await;
+    release::create_secure_app(c, "web").await;
+    release::environment(c, "web", "dev", &[&t.server_id]).await;
+    release::set_plain(c, "web", "dev", "MODE", "dev").await;
+    (publisher, a, b, t)
+}
+
 fn manifest(root: &Path, pre_sleep: u32) -> String {
     format!(
         r#"version = 1
@@ -97,9 +108,7 @@ async fn a_deploy_installs_once_even_when_re_delivered() {
     // A short deploy deadline and a slow pre_install hook: the coordinator
     // re-issues the deploy to the target while the first attempt runs.
     let c = Coordinator::start_with(|cfg| cfg.jobs.deploy_deadline_seconds = 4).await;
-    let publisher = Publisher::new(7);
-    let (_a, _b, mut t) = cluster(&c, &publisher).await;
-    release::create_secure_app(&c, "web").await;
+    let (publisher, _a, _b, mut t) = web_dev(&c).await;
     let pushed = release::push(
         &c,
         "web",
@@ -107,8 +116,6 @@ async fn a_deploy_installs_once_even_when_re_delivered() {
         &publisher,
     )
     .await;
-    release::environment(&c, "web", "dev", &[&t.server_id]).await;
-    release::set_plain(&c, "web", "dev", "MODE", "dev").await;
     let kms = [_a.key(&c).await, _b.key(&c).await];
     release::set_secret(&c, &kms, "web", "dev", "DB_PASSWORD", "pa55-w0rd-xyz").await;
 
@@ -257,11 +264,7 @@ async fn deploy_with_swapped_key(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unpinned_tampered_and_foreign_keys_are_refused() {
     let c = Coordinator::start().await;
-    let publisher = Publisher::new(7);
-    let (a, _b, mut t) = cluster(&c, &publisher).await;
-    release::create_secure_app(&c, "web").await;
-    release::environment(&c, "web", "dev", &[&t.server_id]).await;
-    release::set_plain(&c, "web", "dev", "MODE", "dev").await;
+    let (publisher, a, _b, mut t) = web_dev(&c).await;
 
     // Signed by a publisher key the target does not pin.
     let stranger = Publisher::new(9);
@@ -324,11 +327,7 @@ async fn unpinned_tampered_and_foreign_keys_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_install_interrupted_by_a_crash_is_not_repeated() {
     let c = Coordinator::start_with(|cfg| cfg.jobs.deploy_deadline_seconds = 4).await;
-    let publisher = Publisher::new(7);
-    let (_a, _b, mut t) = cluster(&c, &publisher).await;
-    release::create_secure_app(&c, "web").await;
-    release::environment(&c, "web", "dev", &[&t.server_id]).await;
-    release::set_plain(&c, "web", "dev", "MODE", "dev").await;
+    let (publisher, _a, _b, mut t) = web_dev(&c).await;
     let pushed = release::push(&c, "web", &package(&t.install_root, 3, b"z"), &publisher).await;
     let d = release::deploy(&c, "web", &pushed.release_id, "dev").await;
     // The agent dies while its installer runs the (slow) pre_install hook.
@@ -350,11 +349,7 @@ async fn an_install_interrupted_by_a_crash_is_not_repeated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_corrupt_download_left_by_a_crash_is_fetched_again() {
     let c = Coordinator::start().await;
-    let publisher = Publisher::new(7);
-    let (_a, _b, mut t) = cluster(&c, &publisher).await;
-    release::create_secure_app(&c, "web").await;
-    release::environment(&c, "web", "dev", &[&t.server_id]).await;
-    release::set_plain(&c, "web", "dev", "MODE", "dev").await;
+    let (publisher, _a, _b, mut t) = web_dev(&c).await;
     let pushed = release::push(
         &c,
         "web",

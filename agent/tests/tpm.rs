@@ -8,7 +8,7 @@ use std::process::Command;
 
 use custody_agent::keystore::tpm::blobs::KeyFiles;
 use custody_agent::keystore::tpm::{OpenedTpm, context};
-use custody_agent::keystore::{KeyStoreError, OpenedKeyStore, TpmOp};
+use custody_agent::keystore::{KeyStore, KeyStoreError, OpenedKeyStore, TpmOp};
 use custody_envelope::OaepHash;
 use hsm_sim::Swtpm;
 use rsa::traits::PublicKeyParts;
@@ -100,15 +100,20 @@ fn child_round_trip_threads_files_and_default_size() {
     );
 }
 
+/// An RSA-2048 TPM keystore on `tpm`, its key files in `state`, started.
+fn started_2048(tpm: &Swtpm, state: &std::path::Path) -> std::sync::Arc<dyn KeyStore> {
+    OpenedKeyStore::Tpm(
+        OpenedTpm::open(&common::tpm_config(&tpm.tcti(), Some(2048)), state).unwrap(),
+    )
+    .start()
+    .unwrap()
+}
+
 #[test]
 fn survives_agent_restart_and_tpm_restart() {
     let mut tpm = Swtpm::start().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let ks = OpenedKeyStore::Tpm(
-        OpenedTpm::open(&common::tpm_config(&tpm.tcti(), Some(2048)), state.path()).unwrap(),
-    )
-    .start()
-    .unwrap();
+    let ks = started_2048(&tpm, state.path());
     let public = ks.public_key().clone();
     let msg = b"deployment key for the target...";
     let ct = common::oaep_encrypt(&public, OaepHash::Sha256, msg);
@@ -116,22 +121,14 @@ fn survives_agent_restart_and_tpm_restart() {
     drop(ks);
 
     // Agent restart: same files, same key.
-    let ks = OpenedKeyStore::Tpm(
-        OpenedTpm::open(&common::tpm_config(&tpm.tcti(), Some(2048)), state.path()).unwrap(),
-    )
-    .start()
-    .unwrap();
+    let ks = started_2048(&tpm, state.path());
     assert_eq!(ks.public_key(), &public);
     assert_eq!(ks.unwrap(OaepHash::Sha256, &ct).unwrap().as_slice(), msg);
     drop(ks);
 
     // TPM restart (transients and sessions gone; seeds kept).
     tpm.restart().unwrap();
-    let ks = OpenedKeyStore::Tpm(
-        OpenedTpm::open(&common::tpm_config(&tpm.tcti(), Some(2048)), state.path()).unwrap(),
-    )
-    .start()
-    .unwrap();
+    let ks = started_2048(&tpm, state.path());
     assert_eq!(ks.public_key(), &public);
     assert_eq!(ks.unwrap(OaepHash::Sha256, &ct).unwrap().as_slice(), msg);
 }
@@ -140,11 +137,7 @@ fn survives_agent_restart_and_tpm_restart() {
 fn a_tpm_restarted_under_a_running_keystore_is_lost_not_unwrap() {
     let mut tpm = Swtpm::start().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let ks = OpenedKeyStore::Tpm(
-        OpenedTpm::open(&common::tpm_config(&tpm.tcti(), Some(2048)), state.path()).unwrap(),
-    )
-    .start()
-    .unwrap();
+    let ks = started_2048(&tpm, state.path());
     let msg = b"master key of the account.......";
     let ct = common::oaep_encrypt(ks.public_key(), OaepHash::Sha256, msg);
     assert_eq!(ks.unwrap(OaepHash::Sha256, &ct).unwrap().as_slice(), msg);
@@ -159,11 +152,7 @@ fn a_tpm_restarted_under_a_running_keystore_is_lost_not_unwrap() {
     }
     drop(ks);
     // Opened afresh (what the agent's restart does), it serves again.
-    let ks = OpenedKeyStore::Tpm(
-        OpenedTpm::open(&common::tpm_config(&tpm.tcti(), Some(2048)), state.path()).unwrap(),
-    )
-    .start()
-    .unwrap();
+    let ks = started_2048(&tpm, state.path());
     assert_eq!(ks.unwrap(OaepHash::Sha256, &ct).unwrap().as_slice(), msg);
 }
 
