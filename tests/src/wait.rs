@@ -29,3 +29,24 @@ where
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// Runs `fut` until it ends or the process gets SIGINT or SIGTERM; then
+/// `fut` is dropped, and with it every process it started (coordinators,
+/// agents, simulators stop on drop), and the signal is returned as an
+/// error. For the bench binaries, which a person stops with Ctrl-C.
+pub async fn until_interrupted<T>(fut: impl Future<Output = T>) -> std::result::Result<T, String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut int, mut term) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        // Without handlers a signal kills the process as before.
+        _ => return Ok(fut.await),
+    };
+    tokio::select! {
+        v = fut => Ok(v),
+        _ = int.recv() => Err("interrupted (SIGINT); stopped every process it started".to_owned()),
+        _ = term.recv() => Err("terminated (SIGTERM); stopped every process it started".to_owned()),
+    }
+}

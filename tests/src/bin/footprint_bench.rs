@@ -114,7 +114,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run()) {
+    let outcome = match rt.block_on(custody_e2e::wait::until_interrupted(run())) {
+        Ok(outcome) => outcome,
+        Err(signal) => {
+            eprintln!("footprint_bench: {signal}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match outcome {
         Ok(met) => {
             if !met {
                 eprintln!(

@@ -61,7 +61,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run()) {
+    let outcome = match runtime.block_on(custody_e2e::wait::until_interrupted(run())) {
+        Ok(outcome) => outcome,
+        Err(signal) => {
+            eprintln!("flow_bench: {signal}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
             eprintln!("flow_bench: a target was missed (figures above)");
