@@ -37,6 +37,10 @@ pub struct Credential {
     pub coordinator_url: String,
     /// The pinned CA fingerprint at enrollment (64 hex digits).
     pub ca_fingerprint: String,
+    /// The RFC 7638 thumbprint of the keystore key the server enrolled
+    /// with: `run` refuses another key. `None` in a credential written
+    /// before it was recorded.
+    pub key_thumbprint: Option<String>,
 }
 
 /// The file's JSON. Its `credential` string is zeroized on drop.
@@ -50,6 +54,8 @@ struct Wire {
     heartbeat_interval_seconds: u64,
     coordinator_url: String,
     ca_fingerprint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_thumbprint: Option<String>,
 }
 
 impl Drop for Wire {
@@ -141,6 +147,7 @@ impl Credential {
             heartbeat_interval_seconds: w.heartbeat_interval_seconds,
             coordinator_url: std::mem::take(&mut w.coordinator_url),
             ca_fingerprint: std::mem::take(&mut w.ca_fingerprint),
+            key_thumbprint: w.key_thumbprint.take(),
         };
         if c.v != VERSION || c.server_id.is_empty() || c.credential.is_empty() {
             return Err(CredentialError::Corrupt {
@@ -161,6 +168,7 @@ impl Credential {
             heartbeat_interval_seconds: self.heartbeat_interval_seconds,
             coordinator_url: self.coordinator_url.clone(),
             ca_fingerprint: self.ca_fingerprint.clone(),
+            key_thumbprint: self.key_thumbprint.clone(),
         };
         // Sized up front so no reallocation leaves a copy of the secret behind.
         let mut json = Zeroizing::new(Vec::with_capacity(8 * 1024));
@@ -179,6 +187,7 @@ impl Credential {
         answer: &custody_proto::servers::EnrollResponse,
         coordinator_url: &str,
         ca_fingerprint: &str,
+        key_thumbprint: &str,
     ) -> Credential {
         Credential {
             v: VERSION,
@@ -188,6 +197,7 @@ impl Credential {
             heartbeat_interval_seconds: answer.heartbeat_interval_seconds,
             coordinator_url: coordinator_url.to_owned(),
             ca_fingerprint: ca_fingerprint.to_owned(),
+            key_thumbprint: Some(key_thumbprint.to_owned()),
         }
     }
 }
@@ -235,6 +245,7 @@ mod tests {
             heartbeat_interval_seconds: 15,
             coordinator_url: "https://c:8443".into(),
             ca_fingerprint: "ab".repeat(32),
+            key_thumbprint: Some("kid-of-the-server-key".into()),
         }
     }
 

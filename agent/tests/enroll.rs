@@ -84,6 +84,7 @@ async fn enroll_stores_a_private_credential_and_refuses_bad_input() {
         ]
     );
     assert!(line.contains(&s.key_fingerprint), "{line}");
+    assert_eq!(stored["key_thumbprint"], s.key_fingerprint.as_str());
 
     // A second enrollment is refused, and the token is spent anyway.
     let out = a.enroll_with(&c.url, &c.fp, &c.join_token().await, "key_manager");
@@ -92,4 +93,33 @@ async fn enroll_stores_a_private_credential_and_refuses_bad_input() {
     let out = b.enroll_with(&c.url, &c.fp, &token, "key_manager");
     one_line_error(&out, "refused the join token");
     b.server_id.clear();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_refuses_a_key_other_than_the_enrolled_one() {
+    let c = Coordinator::start().await;
+    let mut a = Agent::new("rekeyed", &AgentOptions::new(Keystore::Soft));
+    a.enroll(&c, "key_manager").await;
+    let enrolled = c.server(&a.server_id).await.key_fingerprint;
+    // The key file is gone (a re-initialised token, a lost disk): the soft
+    // keystore makes a new key, which `run` must refuse before it runs.
+    std::fs::remove_file(a.state.join("soft-key.pem")).unwrap();
+    let mut child = a
+        .command(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("run did not refuse the new key within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    one_line_error(&out, "is not the key this server enrolled with");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("({enrolled})")), "{stderr}");
 }

@@ -164,7 +164,12 @@ pub fn enroll(
         Some(custody_proto::ErrorCode::JoinTokenInvalid) => EnrollError::JoinToken,
         _ => EnrollError::Coordinator(link::describe(&e, &endpoint)),
     })?;
-    let credential = Credential::from_enrollment(&answer, &endpoint.url, &endpoint.ca_fingerprint);
+    let credential = Credential::from_enrollment(
+        &answer,
+        &endpoint.url,
+        &endpoint.ca_fingerprint,
+        &fingerprint,
+    );
     credential.save(&cred_path)?;
     writeln!(
         out,

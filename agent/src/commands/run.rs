@@ -75,6 +75,19 @@ pub enum RunError {
     /// The installer child could not be started.
     #[error("installer: {0}")]
     Installer(#[from] InstallerError),
+    /// The keystore holds another key than the one the server enrolled
+    /// with.
+    #[error(
+        "the keystore's key ({now}) is not the key this server enrolled with ({enrolled}); a \
+         server's key never changes: restore the token or key file, or remove the server \
+         and enroll it again"
+    )]
+    KeyChanged {
+        /// The thumbprint recorded at enrollment.
+        enrolled: String,
+        /// The thumbprint of the key the keystore holds now.
+        now: String,
+    },
     /// The keystore stopped serving the running agent; it stopped so that
     /// its service manager starts it again.
     #[error("stopped: {0}; exiting so that the service manager restarts the agent")]
@@ -171,8 +184,19 @@ pub fn run(
         None
     };
 
-    // 4. Keystore, no threads.
+    // 4. Keystore, no threads. A server's key never changes: another key
+    //    (a re-initialised token, a replaced key file) is refused here
+    //    rather than failing every job it is sent.
     let opened = keystore::open(&config.keystore, &config.state.dir)?;
+    if let Some(enrolled) = &credential.key_thumbprint {
+        let now = super::fingerprint(opened.public_key());
+        if &now != enrolled {
+            return Err(RunError::KeyChanged {
+                enrolled: enrolled.clone(),
+                now,
+            });
+        }
+    }
 
     // 5. Addresses and the systemd socket.
     let resolved = link::resolve(&endpoint)?;

@@ -311,7 +311,7 @@ impl Agent {
         }
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(AGENT);
         cmd.args(args).arg("--config").arg(&self.config);
         for (k, v) in &self.env {
