@@ -96,9 +96,8 @@ pub struct Context {
     /// Counters.
     pub stats: Stats,
     online: AtomicBool,
-    /// Set once the keystore is lost; wakes [`run`] to stop.
-    keystore_lost: std::sync::Mutex<Option<String>>,
-    stop: tokio::sync::Notify,
+    /// Why the keystore was lost, once it is; [`run`] waits for it.
+    keystore_lost: watch::Sender<Option<String>>,
 }
 
 /// Why [`run`] returned.
@@ -145,33 +144,23 @@ impl Context {
             config_path,
             stats: Stats::default(),
             online: AtomicBool::new(false),
-            keystore_lost: std::sync::Mutex::new(None),
-            stop: tokio::sync::Notify::new(),
+            keystore_lost: watch::Sender::new(None),
         })
     }
 
     /// Records that the keystore stopped serving this process (the first
-    /// reason is kept) and wakes [`run`], which drains and stops.
+    /// reason is kept); [`run`] then drains and stops.
     pub(crate) fn keystore_lost(&self, reason: &str) {
-        let mut lost = self
-            .keystore_lost
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if lost.is_none() {
+        self.keystore_lost.send_if_modified(|lost| {
+            if lost.is_some() {
+                return false;
+            }
             tracing::error!(error = %reason, "the keystore stopped serving this agent; stopping, to be restarted and open it again");
             self.notifier
                 .status("keystore lost; stopping to be restarted");
             *lost = Some(reason.to_owned());
-        }
-        // A permit is stored when `run` is not waiting yet.
-        self.stop.notify_one();
-    }
-
-    fn lost_reason(&self) -> Option<String> {
-        self.keystore_lost
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+            true
+        });
     }
 
     /// How many jobs the agent holds at most.
@@ -265,12 +254,12 @@ pub async fn run(ctx: Arc<Context>) -> Stopped {
             std::future::pending::<()>().await;
         }
     };
+    let mut lost = ctx.keystore_lost.subscribe();
     let stopped = tokio::select! {
         () = asked => Stopped::Asked,
-        () = ctx.stop.notified() => match ctx.lost_reason() {
-            Some(reason) => Stopped::KeystoreLost(reason),
-            None => Stopped::Asked,
-        },
+        Ok(reason) = lost.wait_for(Option::is_some) => {
+            Stopped::KeystoreLost(reason.clone().unwrap_or_default())
+        }
     };
     ctx.notifier.stopping();
     tracing::info!("stopping: no new jobs; finishing the running ones");

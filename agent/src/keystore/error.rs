@@ -192,7 +192,7 @@ pub enum KeyStoreError {
     /// answers a ciphertext cannot cause are sorted here, so this says
     /// nothing about the ciphertext. The agent then exits, for its service
     /// manager to start it again and open the keystore afresh.
-    #[error("the keystore stopped serving this process ({0}); it must be opened again")]
+    #[error("stopped serving this process ({0}); it must be opened again")]
     Lost(String),
     /// The TPM worker thread could not be started.
     #[error("cannot start the keystore worker thread: {0}")]

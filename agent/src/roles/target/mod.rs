@@ -247,19 +247,17 @@ impl Target {
             descriptor.clone(),
         );
         let owned = OwnedIds::from(ids);
-        let cipher2 = cipher.clone();
-        let (list, desc, digest) = tokio::task::spawn_blocking(move || {
+        let (list, desc) = tokio::task::spawn_blocking(move || {
             let ids = owned.borrow();
             let dk = verify::unwrap_deploy_key(keystore.as_ref(), &ids, &wrapped)?;
             let list = verify::open_key_list(&dk, &ids, &sealed)?;
             drop(dk);
             let d = verify::verify_descriptor(&desc, &pinned, &ids)?;
-            let digest = staging::sha256_file(&cipher2)?;
-            Ok::<_, DeployError>((list, d, digest))
+            Ok::<_, DeployError>((list, d))
         })
         .await
         .map_err(|_| DeployError::Internal("the verification task failed"))??;
-        let mut checked = verify::check_digests(&digest, &list, &desc);
+        let mut checked = verify::check_digests(&package_digest(&cipher).await?, &list, &desc);
         if resumed && matches!(checked, Err(DeployError::Digest { .. })) {
             log.status(
                 "the resumed download does not match the package digest; downloading it again",
@@ -271,11 +269,7 @@ impl Target {
                     source,
                 })?;
             fetch(client, artifact, &cipher).await?;
-            let cipher2 = cipher.clone();
-            let digest = tokio::task::spawn_blocking(move || staging::sha256_file(&cipher2))
-                .await
-                .map_err(|_| DeployError::Internal("the verification task failed"))??;
-            checked = verify::check_digests(&digest, &list, &desc);
+            checked = verify::check_digests(&package_digest(&cipher).await?, &list, &desc);
         }
         checked?;
         log.set_secrets(list.secrets.iter().map(|s| s.value.as_str()));
@@ -354,6 +348,14 @@ async fn fetch(
         });
     }
     Ok(())
+}
+
+/// SHA-256 of the downloaded package (hashing blocks: off the runtime).
+async fn package_digest(cipher: &Path) -> Result<[u8; 32], DeployError> {
+    let cipher = cipher.to_owned();
+    tokio::task::spawn_blocking(move || staging::sha256_file(&cipher))
+        .await
+        .map_err(|_| DeployError::Internal("the hashing task failed"))?
 }
 
 /// Decrypts `cipher` into `partial` on all cores, checks the header names
